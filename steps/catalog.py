@@ -1,0 +1,136 @@
+"""``python -m steps.catalog``: list runs, resolve latest, seal, prune, lifecycle, freshness."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from steps.runtime import IntegrityError, UsageError, action, component, confirm_option, get_logger, write_output
+from steps.storage.catalog import Catalog
+from steps.storage.options import catalog_options
+
+cli = component("catalog", "Backup catalog of one tenant: runs, latest complete run, seal, prune.")
+
+
+@action(cli, "list")
+@catalog_options
+def list_runs(catalog: Catalog, tenant: str) -> dict[str, Any]:
+    """List every run of the tenant, oldest first, with completeness and components."""
+    runs = [r.as_dict() for r in catalog.list_runs()]
+    write_output("runs", runs)
+    return {"tenant": tenant, "runs": runs}
+
+
+@action(cli)
+@catalog_options
+@click.option("--component", default=None, help="Newest run containing this component instead of newest complete.")
+def latest(catalog: Catalog, tenant: str, component: str | None) -> dict[str, Any]:
+    """Resolve the newest complete run (or the newest run with --component's manifest)."""
+    run_id = catalog.resolve("latest", component)
+    write_output("run-id", run_id)
+    return {"tenant": tenant, "run_id": run_id}
+
+
+@action(cli)
+@catalog_options
+@click.option("--run-id", envvar="TENANT_DR_RUN_ID", required=True, help="Run to seal.")
+@click.option("--components", required=True, help="Comma-separated components that must all be complete.")
+def seal(catalog: Catalog, tenant: str, run_id: str, components: str) -> dict[str, Any]:
+    """Write RUN.json if every listed component's manifest exists (exit 3 otherwise)."""
+    names = [c.strip() for c in components.split(",") if c.strip()]
+    record = catalog.seal(run_id, names)
+    write_output("run-id", run_id)
+    return {"tenant": tenant, "run_id": run_id, "components": sorted(record.components)}
+
+
+@action(cli)
+@catalog_options
+@click.option("--older-than-days", envvar="TENANT_DR_RETENTION_DAYS", type=int, default=15, show_default=True)
+@click.option("--min-complete", envvar="TENANT_DR_MIN_COMPLETE", type=int, default=3, show_default=True,
+              help="Always keep this many newest complete runs, however old.")
+@confirm_option
+def prune(catalog: Catalog, tenant: str, older_than_days: int, min_complete: int, confirm: bool) -> dict[str, Any]:
+    """Delete runs older than the retention; without --confirm only print what would go."""
+    plan = catalog.prune_plan(older_than_days, min_complete)
+    doomed = [r.run_id for r in plan.delete]
+    result: dict[str, Any] = {
+        "tenant": tenant,
+        "delete": doomed,
+        "kept": len(plan.keep),
+        "protected_by_min_complete": plan.protected,
+        "dry_run": not confirm,
+    }
+    if not confirm:
+        get_logger().info("plan only (pass --confirm to delete)", delete=doomed)
+        return result
+    result["objects_deleted"] = catalog.delete_runs(plan.delete)
+    return result
+
+
+@action(cli)
+@catalog_options
+@click.option("--expire-days", type=int, default=0, show_default=True,
+              help="Also expire runs/ after N days via a lifecycle rule (0 = no expiry rule). "
+                   "The rule never covers es-repository/.")
+@confirm_option
+def lifecycle(catalog: Catalog, tenant: str, expire_days: int, confirm: bool) -> dict[str, Any]:
+    """Ensure bucket default encryption and a lifecycle rule for <tenant>/runs/ (aborts stale uploads)."""
+    if expire_days < 0:
+        raise UsageError("--expire-days must be >= 0")
+    store = catalog.store
+    sse = getattr(getattr(store, "settings", None), "sse", None) or "AES256"
+    kms = getattr(getattr(store, "settings", None), "kms_key_id", None)
+    plan = {
+        "encryption": sse,
+        "rule": f"tenant-dr-{tenant}-runs",
+        "prefix": catalog.runs_prefix,
+        "expire_days": expire_days or None,
+        "excluded": catalog.es_repository_path + "/",
+    }
+    if not confirm:
+        return {"tenant": tenant, "plan": plan, "dry_run": True}
+    done = [
+        store.ensure_encryption(sse, kms),
+        store.ensure_lifecycle(catalog.runs_prefix, expire_days or None, f"tenant-dr-{tenant}-runs"),
+    ]
+    return {"tenant": tenant, "plan": plan, "done": done, "dry_run": False}
+
+
+@action(cli)
+@catalog_options
+@click.option("--max-age", default="26h", show_default=True, help="Oldest acceptable complete run: 26h, 90m, 2d.")
+def freshness(catalog: Catalog, tenant: str, max_age: str) -> dict[str, Any]:
+    """Exit 3 when the newest complete run is older than --max-age (or there is none)."""
+    limit = parse_duration(max_age)
+    run, age = catalog.freshness()
+    if run is None or age is None:
+        raise IntegrityError(
+            f"tenant {tenant!r} has no complete backup in {catalog.store.url}",
+            hint="check the backup-all workflow and its CronWorkflow",
+        )
+    age_h = round(age.total_seconds() / 3600, 2)
+    write_output("age-hours", str(age_h))
+    write_output("run-id", run.run_id)
+    if age > limit:
+        raise IntegrityError(
+            f"newest complete backup {run.run_id} of tenant {tenant!r} is {age_h}h old (limit {max_age})",
+            hint="the daily backup is failing or not scheduled; see docs/runbooks/daily-backup-failed.md",
+        )
+    return {"tenant": tenant, "run_id": run.run_id, "age_hours": age_h, "max_age": max_age}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``26h``, ``90m``, ``2d``, ``3600s`` -> timedelta; usage error otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = text[:-1], text[-1:]
+    if unit not in units or not value.isdigit() or int(value) <= 0:
+        raise UsageError(f"duration {text!r} is invalid", hint="use a positive number with s, m, h or d, e.g. 26h")
+    return timedelta(seconds=int(value) * units[unit])
+
+
+if __name__ == "__main__":
+    from steps.runtime import run
+
+    run(cli)
