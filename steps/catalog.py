@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from steps.runtime import IntegrityError, UsageError, action, component, confirm_option, get_logger, write_output
+from steps.runtime import (
+    IntegrityError,
+    UsageError,
+    action,
+    component,
+    confirm_option,
+    get_logger,
+    write_output,
+)
 from steps.storage.catalog import Catalog
 from steps.storage.options import catalog_options
 
@@ -48,8 +56,14 @@ def seal(catalog: Catalog, tenant: str, run_id: str, components: str) -> dict[st
 @action(cli)
 @catalog_options
 @click.option("--older-than-days", envvar="TENANT_DR_RETENTION_DAYS", type=int, default=15, show_default=True)
-@click.option("--min-complete", envvar="TENANT_DR_MIN_COMPLETE", type=int, default=3, show_default=True,
-              help="Always keep this many newest complete runs, however old.")
+@click.option(
+    "--min-complete",
+    envvar="TENANT_DR_MIN_COMPLETE",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Always keep this many newest complete runs, however old.",
+)
 @confirm_option
 def prune(catalog: Catalog, tenant: str, older_than_days: int, min_complete: int, confirm: bool) -> dict[str, Any]:
     """Delete runs older than the retention; without --confirm only print what would go."""
@@ -71,9 +85,14 @@ def prune(catalog: Catalog, tenant: str, older_than_days: int, min_complete: int
 
 @action(cli)
 @catalog_options
-@click.option("--expire-days", type=int, default=0, show_default=True,
-              help="Also expire runs/ after N days via a lifecycle rule (0 = no expiry rule). "
-                   "The rule never covers es-repository/.")
+@click.option(
+    "--expire-days",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also expire runs/ after N days via a lifecycle rule (0 = no expiry rule). "
+    "The rule never covers es-repository/.",
+)
 @confirm_option
 def lifecycle(catalog: Catalog, tenant: str, expire_days: int, confirm: bool) -> dict[str, Any]:
     """Ensure bucket default encryption and a lifecycle rule for <tenant>/runs/ (aborts stale uploads)."""

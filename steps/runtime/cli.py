@@ -113,9 +113,7 @@ def action(group: click.Group, name: str | None = None, help_text: str | None = 
 
 def tenant_option(fn: F) -> F:
     """``--tenant`` (env ``TENANT_DR_TENANT``)."""
-    return click.option(
-        "--tenant", envvar="TENANT_DR_TENANT", required=True, help="Tenant name (catalog prefix)."
-    )(fn)
+    return click.option("--tenant", envvar="TENANT_DR_TENANT", required=True, help="Tenant name (catalog prefix).")(fn)
 
 
 def run_id_option(*, default: str | None = None, help_text: str | None = None) -> Callable[[F], F]:

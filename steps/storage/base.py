@@ -63,7 +63,7 @@ class ObjectStore(abc.ABC):
         """Size of ``key``, or ``None`` if it does not exist."""
 
     @abc.abstractmethod
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` (recursive), in ascending key order."""
 
     @abc.abstractmethod

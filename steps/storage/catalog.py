@@ -148,7 +148,7 @@ class Catalog:
     def list_runs(self) -> list[RunInfo]:
         """Every run of the tenant, oldest first."""
         runs: dict[str, RunInfo] = {}
-        for obj in self.store.list(self.runs_prefix):
+        for obj in self.store.list_objects(self.runs_prefix):
             parts = obj.key[len(self.runs_prefix) :].split("/")
             if not RUN_ID_RE.match(parts[0]):
                 continue
@@ -264,8 +264,10 @@ class Catalog:
             )
         manifest = parse_manifest(self.store.get_bytes(key), f"{self.store.url}/{key}")
         if (manifest.tenant, manifest.run_id, manifest.component) != (self.tenant, run_id, component):
-            raise IntegrityError(f"{self.store.url}/{key} describes another backup ({manifest.tenant}/"
-                                 f"{manifest.run_id}/{manifest.component})")
+            raise IntegrityError(
+                f"{self.store.url}/{key} describes another backup ({manifest.tenant}/"
+                f"{manifest.run_id}/{manifest.component})"
+            )
         return manifest
 
     def check_objects(self, manifest: ComponentManifest) -> None:
@@ -297,10 +299,10 @@ class Catalog:
                 raise IntegrityError(f"run {run_id} is already sealed without {', '.join(sorted(missing))}")
             return record
         refs: dict[str, ComponentRef] = {}
-        missing = [c for c in wanted if not self.has_manifest(run_id, c)]
-        if missing:
+        absent = [c for c in wanted if not self.has_manifest(run_id, c)]
+        if absent:
             raise IntegrityError(
-                f"cannot seal run {run_id}: no manifest for {', '.join(missing)}",
+                f"cannot seal run {run_id}: no manifest for {', '.join(absent)}",
                 hint="those component backups failed or are still running; the run stays incomplete",
             )
         for comp in wanted:
@@ -350,7 +352,7 @@ class Catalog:
         count = 0
         for run in runs:
             prefix = f"{self.runs_prefix}{run.run_id}/"
-            keys = [o.key for o in self.store.list(prefix)]
+            keys = [o.key for o in self.store.list_objects(prefix)]
             record = self.run_record_key(run.run_id)
             manifests = [k for k in keys if k.endswith("/" + MANIFEST_NAME)]
             self.store.delete([k for k in keys if k == record])

@@ -84,7 +84,7 @@ class FileStore(ObjectStore):
         except FileNotFoundError:
             return None
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """See :meth:`ObjectStore.list`."""
         found: list[ObjectInfo] = []
         base = self.root.resolve()

@@ -35,7 +35,7 @@ class ObjectRecord(_Strict):
 class ComponentManifest(_Strict):
     """Everything a restore or validation needs to know about one component of one run."""
 
-    format: Literal[1] = FORMAT
+    format: Literal[1] = 1
     tenant: str
     run_id: str
     component: str
@@ -71,7 +71,7 @@ class ComponentRef(_Strict):
 class RunRecord(_Strict):
     """RUN.json: written by the seal step when every component succeeded."""
 
-    format: Literal[1] = FORMAT
+    format: Literal[1] = 1
     tenant: str
     run_id: str
     status: Literal["complete"] = "complete"

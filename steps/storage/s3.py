@@ -63,7 +63,7 @@ def part_size_for(part_number: int, base: int) -> int:
     that the hinted size fits in the first 5,000 parts and memory stays flat.
     """
     steps = max(0, (part_number - 1 - GROWTH_AFTER) // GROWTH_EVERY + 1) if part_number > GROWTH_AFTER else 0
-    return min(MAX_PART, base * (2**steps))
+    return int(min(MAX_PART, base * (2**steps)))
 
 
 def capacity(base: int) -> int:
@@ -113,9 +113,7 @@ class S3Store(ObjectStore):
             response_checksum_validation=checksums,
             s3={"addressing_style": "path"} if endpoint else {},
         )
-        self.client: Any = boto3.client(
-            "s3", region_name=settings.region, endpoint_url=endpoint, config=config
-        )
+        self.client: Any = boto3.client("s3", region_name=settings.region, endpoint_url=endpoint, config=config)
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -168,9 +166,7 @@ class S3Store(ObjectStore):
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
             return ObjectExists(f"{what}: object already exists; backups never overwrite objects")
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") or status == 403:
-            return UsageError(
-                f"{what}: access denied ({code})", hint="check the credentials and the bucket policy"
-            )
+            return UsageError(f"{what}: access denied ({code})", hint="check the credentials and the bucket policy")
         if status >= 500 or status in (408, 429):
             return TransientError(f"{what}: object store error {status} {code}: {msg}")
         return UsageError(f"{what}: {code or status}: {msg}")
@@ -294,12 +290,12 @@ class S3Store(ObjectStore):
                 get_logger().warning("read interrupted, resuming", key=key, offset=offset, error=str(exc))
                 body = self._call(
                     what,
-                    lambda: self.client.get_object(
-                        Bucket=bucket, Key=full, Range=f"bytes={offset}-", IfMatch=etag
+                    lambda at=offset: self.client.get_object(  # type: ignore[misc]
+                        Bucket=bucket, Key=full, Range=f"bytes={at}-", IfMatch=etag
                     ),
                 )["Body"]
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """See :meth:`ObjectStore.list`."""
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.settings.bucket, Prefix=self._key(prefix))

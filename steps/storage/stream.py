@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from typing import Any, cast
+
 import zstandard
 
 from steps.runtime.errors import IntegrityError
@@ -62,7 +64,7 @@ def put_compressed(
     """
     raw = HashingReader(source, progress)
     cctx = zstandard.ZstdCompressor(level=level, threads=_threads(), write_checksum=True)
-    with cctx.stream_reader(raw, read_size=READ_CHUNK, closefd=False) as compressed:
+    with cctx.stream_reader(cast(Any, raw), read_size=READ_CHUNK, closefd=False) as compressed:
         stored = HashingReader(compressed)
         size = store.put_stream(key, stored, size_hint=size_hint)
     if size != stored.size:
@@ -107,7 +109,7 @@ def iter_verified(
     where = f"{store.url}/{key}"
     if record.compression == "zstd":
         dctx = zstandard.ZstdDecompressor()
-        reader = dctx.stream_reader(_IterReader(stored_chunks()), read_across_frames=True, closefd=False)
+        reader = dctx.stream_reader(cast(Any, _IterReader(stored_chunks())), read_across_frames=True, closefd=False)
         try:
             while chunk := reader.read(READ_CHUNK):
                 raw_size += len(chunk)
