@@ -13,12 +13,15 @@ Objects are written once and never rewritten, so every step attempt writes under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from steps.runtime.errors import IntegrityError, UsageError
 from steps.runtime.log import get_logger
@@ -41,6 +44,8 @@ from steps.storage.stream import put_compressed, put_plain
 RUN_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{6})$")
 TENANT_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 COMPONENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+OPERATION_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,100}$")
+STATE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 LATEST = "latest"
 
 
@@ -282,6 +287,47 @@ class Catalog:
                     f"{self.store.url}/{key} has {info.size} bytes, the manifest says {record.size}",
                     hint="the object is partial or was replaced; use another run",
                 )
+
+    # ---- operation state (DR records) -------------------------------------------------------------
+
+    def state_key(self, operation: str, name: str) -> str:
+        """``<tenant>/state/<operation>/<name>.json``: prior state recorded by a DR operation."""
+        if not OPERATION_RE.match(operation):
+            raise UsageError(
+                f"operation id {operation!r} is invalid",
+                hint="use lowercase letters, digits, '.' and '-' (e.g. the Argo workflow name)",
+            )
+        if not STATE_NAME_RE.match(name):
+            raise UsageError(f"state record name {name!r} is invalid")
+        return f"{self.tenant}/state/{operation}/{name}.json"
+
+    def record_once(self, operation: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Store ``data`` unless a record already exists; return the stored record (the first one wins).
+
+        A re-run after a crash must not replace the original prior state (e.g. replicas already 0).
+        """
+        key = self.state_key(operation, name)
+        existing = self.get_state(operation, name)
+        if existing is not None:
+            return existing
+        with contextlib.suppress(ObjectExists):
+            self.store.put_bytes(key, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        stored = self.get_state(operation, name)
+        assert stored is not None
+        return stored
+
+    def get_state(self, operation: str, name: str) -> dict[str, Any] | None:
+        """A recorded state, or ``None``."""
+        key = self.state_key(operation, name)
+        if self.store.head(key) is None:
+            return None
+        try:
+            value = json.loads(self.store.get_bytes(key))
+        except json.JSONDecodeError as exc:
+            raise IntegrityError(f"{self.store.url}/{key} is not valid JSON") from exc
+        if not isinstance(value, dict):
+            raise IntegrityError(f"{self.store.url}/{key} is not a JSON object")
+        return value
 
     # ---- runs --------------------------------------------------------------------------------------
 
