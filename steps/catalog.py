@@ -1,4 +1,4 @@
-"""``python -m steps.catalog``: list runs, resolve latest, seal, prune, lifecycle, freshness."""
+"""``python -m steps.catalog``: list runs, resolve latest, verify, seal, prune, lifecycle, freshness."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from steps.runtime import (
     IntegrityError,
+    Progress,
     UsageError,
     action,
     component,
@@ -16,6 +17,7 @@ from steps.runtime import (
     get_logger,
     write_output,
 )
+from steps.storage import stream
 from steps.storage.catalog import Catalog
 from steps.storage.options import catalog_options
 
@@ -51,6 +53,36 @@ def seal(catalog: Catalog, tenant: str, run_id: str, components: str) -> dict[st
     record = catalog.seal(run_id, names)
     write_output("run-id", run_id)
     return {"tenant": tenant, "run_id": run_id, "components": sorted(record.components)}
+
+
+@action(cli)
+@catalog_options
+@click.option("--run-id", envvar="TENANT_DR_RUN_ID", default="latest", show_default=True, help="Run to verify.")
+@click.option("--components", default=None, help="Comma-separated components (default: every component of the run).")
+def verify(catalog: Catalog, tenant: str, run_id: str, components: str | None) -> dict[str, Any]:
+    """Read every object of a run and check sizes and sha256 against its manifests (exit 3 on mismatch)."""
+    names = [c.strip() for c in components.split(",") if c.strip()] if components else None
+    resolved = catalog.resolve(run_id, names[0] if names and len(names) == 1 else None)
+    info = next(r for r in catalog.list_runs() if r.run_id == resolved)
+    wanted = names or sorted(info.components)
+    missing = sorted(set(wanted) - info.components)
+    if missing:
+        raise IntegrityError(
+            f"run {resolved} has no manifest for {', '.join(missing)}",
+            hint=f"it has: {', '.join(sorted(info.components)) or 'nothing'}",
+        )
+    checked: dict[str, int] = {}
+    total = 0
+    for comp in wanted:
+        manifest = catalog.read_manifest(resolved, comp)
+        for record in manifest.objects:
+            key = catalog.object_key(manifest, record)
+            with Progress(f"verify {comp}/{record.name}", total=record.raw_size) as progress:
+                stream.verify(catalog.store, key, record, progress=progress)
+            total += record.size
+        checked[comp] = len(manifest.objects)
+    write_output("run-id", resolved)
+    return {"tenant": tenant, "run_id": resolved, "verified_objects": checked, "bytes": total}
 
 
 @action(cli)
