@@ -1,0 +1,436 @@
+"""Running commands in pods: a small executor interface, a Kubernetes and a local implementation.
+
+``KubernetesExecutor`` uses the pods/exec websocket of the API server (``kubernetes.stream`` with
+``binary=True`` so tar and SSTable bytes are not decoded, ``_preload_content=False`` so nothing is
+buffered whole and there is no 60 s preload timeout) and reads the exit code from the error channel.
+
+``LocalExecutor`` maps each pod to a directory ``<root>/<namespace>/<pod>/`` (labels in
+``labels.json``) and runs the same argv there with ``subprocess``, ``PATH`` prefixed by the pod's
+``bin/`` so stand-in tools (``nodetool``, ``cqlsh``) are found. It exists for tests and drills; the
+child gets a minimal environment, like a real pod would (the step's secrets are not inherited).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steps.runtime.errors import StepError, TransientError, UsageError
+
+Consumer = Callable[[bytes], None]
+STDERR_TAIL = 4000
+_READ = 1 << 20
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod found by a label selector."""
+
+    name: str
+    namespace: str
+    labels: dict[str, str] = field(default_factory=dict)
+    phase: str = "Running"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How one exec ended: exit code and the tail of stderr."""
+
+    returncode: int
+    stderr: str
+
+    def check(self, what: str) -> None:
+        """Raise a one-line :class:`TransientError` when the command failed."""
+        if self.returncode != 0:
+            tail = " | ".join(ln.strip() for ln in self.stderr.splitlines() if ln.strip())[-600:]
+            raise TransientError(f"{what} failed with exit code {self.returncode}: {tail or 'no stderr'}")
+
+
+class _Tail:
+    """Keeps the last few KiB written to it (stderr)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def add(self, data: bytes) -> None:
+        self._buf = (self._buf + data)[-STDERR_TAIL:]
+
+    def text(self) -> str:
+        return self._buf.decode("utf-8", "replace")
+
+
+class PodExecutor(abc.ABC):
+    """Lists pods and runs argv in them, streaming stdin and stdout as bytes."""
+
+    @abc.abstractmethod
+    def list_pods(self, namespace: str, selector: str) -> list[Pod]:
+        """Pods of ``namespace`` matching the label ``selector``, sorted by name."""
+
+    @abc.abstractmethod
+    def exec(
+        self,
+        pod: Pod,
+        container: str | None,
+        argv: Sequence[str],
+        *,
+        stdout: Consumer | None = None,
+        stdin: Iterable[bytes] | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` in ``pod``; every stdout chunk goes to ``stdout``; ``stdin`` chunks are fed in.
+
+        Returns the exit code; raises :class:`TransientError` when the exec itself breaks
+        (connection lost, timeout) and :class:`UsageError` when the pod/container cannot be used.
+        """
+
+    def capture(
+        self,
+        pod: Pod,
+        container: str | None,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        what: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Run a short command and return its stdout as text; fail on a non-zero exit."""
+        chunks: list[bytes] = []
+        result = self.exec(
+            pod,
+            container,
+            argv,
+            stdout=chunks.append,
+            stdin=None if stdin is None else [stdin],
+            timeout=timeout,
+        )
+        result.check(f"{what or argv[0]} in pod {pod.name}")
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+def parse_selector(selector: str) -> list[tuple[str, str, str | None]]:
+    """``a=b,c!=d,e`` -> ``[(a, '=', b), (c, '!=', d), (e, 'exists', None)]``; usage error if malformed."""
+    terms: list[tuple[str, str, str | None]] = []
+    for raw in selector.split(","):
+        term = raw.strip()
+        if not term:
+            continue
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            terms.append((key.strip(), "!=", value.strip()))
+        elif "==" in term or "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            terms.append((key.strip(), "=", value.strip()))
+        elif term.replace("-", "").replace(".", "").replace("/", "").replace("_", "").isalnum():
+            terms.append((term, "exists", None))
+        else:
+            raise UsageError(f"label selector {selector!r} is not supported", hint="use key=value[,key2=value2]")
+    if not terms:
+        raise UsageError("label selector is empty", hint="pass e.g. --selector app=cassandra")
+    return terms
+
+
+def selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    """Whether ``labels`` satisfy an equality-based label ``selector``."""
+    for key, op, value in parse_selector(selector):
+        if op == "exists" and key not in labels:
+            return False
+        if op == "=" and labels.get(key) != value:
+            return False
+        if op == "!=" and labels.get(key) == value:
+            return False
+    return True
+
+
+# ---- Kubernetes ---------------------------------------------------------------------------------
+
+
+class _Discard:
+    """Replacement for the websocket client's capture-everything buffer (see ``_stop_capture``)."""
+
+    def write(self, _data: Any) -> None:
+        return None
+
+    def getvalue(self) -> bytes:
+        return b""
+
+
+def _stop_capture(ws: Any) -> None:
+    """Stop ``WSClient`` from keeping a copy of all stdout/stderr in memory.
+
+    ``kubernetes.stream`` does not forward ``capture_all=False``, and with capture on a tar of many
+    GiB would be held in a BytesIO. We read the channels ourselves, so the copy is useless.
+    """
+    if hasattr(ws, "_all"):
+        ws._all = _Discard()
+
+
+def parse_exec_status(raw: str | bytes) -> int:
+    """Exit code from the exec error channel (a ``v1.Status``); :class:`TransientError` if it is no exit code."""
+    import yaml
+
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    try:
+        status = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        status = None
+    if not isinstance(status, dict):
+        raise TransientError("pod exec ended without an exit status (connection lost?)")
+    if status.get("status") == "Success":
+        return 0
+    details = status.get("details") or {}
+    for cause in details.get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            with contextlib.suppress(TypeError, ValueError):
+                return int(cause.get("message"))
+    raise TransientError(f"pod exec failed: {status.get('message') or status.get('reason') or text.strip()[:300]}")
+
+
+class KubernetesExecutor(PodExecutor):
+    """Pod exec through the Kubernetes API (in-cluster or a kubeconfig)."""
+
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
+        from kubernetes import client
+
+        from steps.kubeapi import load_api_client
+
+        self.api_client = load_api_client(kubeconfig, context)
+        self.core = client.CoreV1Api(self.api_client)
+
+    def list_pods(self, namespace: str, selector: str) -> list[Pod]:
+        """See :meth:`PodExecutor.list_pods`."""
+        from steps.kubeapi import api_error
+
+        parse_selector(selector)
+        try:
+            items = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        except Exception as exc:
+            raise api_error(f"list pods {selector!r} in namespace {namespace}", exc) from exc
+        pods: list[Pod] = []
+        for item in items:
+            meta = item.metadata
+            if meta is None or not meta.name or meta.deletion_timestamp:
+                continue
+            phase = (item.status.phase if item.status else None) or "Unknown"
+            pods.append(Pod(name=meta.name, namespace=namespace, labels=dict(meta.labels or {}), phase=phase))
+        return sorted(pods, key=lambda p: p.name)
+
+    def exec(
+        self,
+        pod: Pod,
+        container: str | None,
+        argv: Sequence[str],
+        *,
+        stdout: Consumer | None = None,
+        stdin: Iterable[bytes] | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """See :meth:`PodExecutor.exec`."""
+        from kubernetes.stream import stream
+
+        from steps.kubeapi import api_error
+
+        where = f"exec {argv[0]} in pod {pod.namespace}/{pod.name}"
+        kwargs: dict[str, Any] = {
+            "command": list(argv),
+            "stdin": stdin is not None,
+            "stdout": True,
+            "stderr": True,
+            "tty": False,
+            "binary": True,
+            "_preload_content": False,
+        }
+        if container:
+            kwargs["container"] = container
+        try:
+            ws = stream(self.core.connect_get_namespaced_pod_exec, pod.name, pod.namespace, **kwargs)
+        except Exception as exc:
+            raise api_error(where, exc) from exc
+        _stop_capture(ws)
+        err = _Tail()
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def drain() -> None:
+            out = ws.read_stdout(timeout=0)
+            if out and stdout is not None:
+                stdout(out)
+            errdata = ws.read_stderr(timeout=0)
+            if errdata:
+                err.add(errdata)
+
+        try:
+            if stdin is not None:
+                for chunk in stdin:
+                    ws.update(timeout=0)
+                    drain()
+                    if not ws.is_open():
+                        break  # the command exited without reading everything (e.g. tar at end of archive)
+                    for start in range(0, len(chunk), 256 * 1024):
+                        ws.write_stdin(chunk[start : start + 256 * 1024])
+                if ws.is_open():
+                    ws.close_channel(0)  # EOF on stdin (v5.channel.k8s.io; a no-op on v4)
+            while ws.is_open():
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TransientError(f"{where} did not finish within {timeout:.0f}s")
+                ws.update(timeout=5)
+                drain()
+            drain()
+            code = parse_exec_status(ws.read_channel(3))
+        except StepError:
+            raise
+        except Exception as exc:
+            raise TransientError(f"{where}: exec stream broke ({type(exc).__name__}: {exc})") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                ws.close()
+        return ExecResult(code, err.text())
+
+
+# ---- local --------------------------------------------------------------------------------------
+
+_POD_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+class LocalExecutor(PodExecutor):
+    """Pods are directories ``<root>/<namespace>/<pod>/`` holding ``labels.json``; exec = subprocess there."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise UsageError(f"local executor root {root} is not a directory", hint="use --executor local:/path")
+        self.root = root
+
+    def pod_dir(self, pod: Pod) -> Path:
+        """The directory standing in for ``pod``'s filesystem (commands run there)."""
+        return self.root / pod.namespace / pod.name
+
+    def list_pods(self, namespace: str, selector: str) -> list[Pod]:
+        """See :meth:`PodExecutor.list_pods`."""
+        parse_selector(selector)
+        pods: list[Pod] = []
+        ns_dir = self.root / namespace
+        if not ns_dir.is_dir():
+            return []
+        for child in sorted(ns_dir.iterdir()):
+            meta = child / "labels.json"
+            if not meta.is_file():
+                continue
+            labels = json.loads(meta.read_text(encoding="utf-8"))
+            if selector_matches(selector, labels):
+                phase_file = child / "phase"
+                phase = phase_file.read_text(encoding="utf-8").strip() if phase_file.exists() else "Running"
+                pods.append(Pod(name=child.name, namespace=namespace, labels=labels, phase=phase))
+        return pods
+
+    def _env(self, pod: Pod) -> dict[str, str]:
+        directory = self.pod_dir(pod)
+        env = {k: os.environ[k] for k in _POD_ENV_KEEP if k in os.environ}
+        env.update(
+            PATH=f"{directory / 'bin'}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+            HOME=str(directory),
+            POD_NAME=pod.name,
+            POD_NAMESPACE=pod.namespace,
+        )
+        return env
+
+    def exec(
+        self,
+        pod: Pod,
+        container: str | None,
+        argv: Sequence[str],
+        *,
+        stdout: Consumer | None = None,
+        stdin: Iterable[bytes] | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """See :meth:`PodExecutor.exec`."""
+        directory = self.pod_dir(pod)
+        if not directory.is_dir():
+            raise UsageError(f"pod {pod.namespace}/{pod.name} not found under {self.root}")
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=directory,
+                env=self._env(pod),
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            return ExecResult(127, f"{argv[0]}: executable file not found in $PATH")
+        err = _Tail()
+        feed_errors: list[BaseException] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+
+        def read_err() -> None:
+            while chunk := os.read(err_fd, _READ):
+                err.add(chunk)
+
+        def feed(chunks: Iterable[bytes]) -> None:
+            assert proc.stdin is not None
+            try:
+                for chunk in chunks:
+                    proc.stdin.write(chunk)
+            except (BrokenPipeError, ValueError):
+                pass  # the command exited early; its exit code tells whether that was fine
+            except BaseException as exc:  # the source failed (e.g. checksum): re-raised by exec()
+                feed_errors.append(exc)
+                proc.kill()
+            finally:
+                with contextlib.suppress(BrokenPipeError, ValueError):
+                    proc.stdin.close()
+
+        threads = [threading.Thread(target=read_err, daemon=True)]
+        if stdin is not None:
+            threads.append(threading.Thread(target=feed, args=(stdin,), daemon=True))
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        for thread in threads:
+            thread.start()
+        if timer is not None:
+            timer.start()
+        try:
+            while chunk := os.read(out_fd, _READ):
+                if stdout is not None:
+                    stdout(chunk)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            code = proc.wait()
+            if timer is not None:
+                timer.cancel()
+            for thread in threads:
+                thread.join()
+        if feed_errors:
+            raise feed_errors[0]
+        return ExecResult(code, err.text())
+
+
+def open_executor(spec: str, kubeconfig: str | None = None, context: str | None = None) -> PodExecutor:
+    """``kubernetes`` (default) or ``local:/path/to/root``."""
+    if spec == "kubernetes":
+        return KubernetesExecutor(kubeconfig, context)
+    if spec.startswith("local:") and len(spec) > len("local:"):
+        return LocalExecutor(Path(spec.removeprefix("local:")))
+    raise UsageError(f"executor {spec!r} is unknown", hint="use 'kubernetes' or 'local:/path/to/root'")
+
+
+__all__ = [
+    "ExecResult",
+    "KubernetesExecutor",
+    "LocalExecutor",
+    "Pod",
+    "PodExecutor",
+    "open_executor",
+    "parse_exec_status",
+    "parse_selector",
+    "selector_matches",
+]
