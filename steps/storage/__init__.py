@@ -18,7 +18,7 @@ def open_store(
     sse: str | None = None,
     kms_key_id: str | None = None,
     part_size_mib: int = 16,
-    max_buffer_mib: int = 128,
+    max_buffer_mib: int = 64,
     checksums: str = "auto",
 ) -> ObjectStore:
     """Open the store named by ``url`` (no network I/O happens here)."""

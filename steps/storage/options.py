@@ -63,7 +63,7 @@ def catalog_options(fn: F) -> F:
             "--max-buffer-mib",
             envvar="TENANT_DR_MAX_BUFFER_MIB",
             type=int,
-            default=128,
+            default=64,
             show_default=True,
             help="Upload bytes held in memory at once (bounds RSS).",
         ),

@@ -52,7 +52,7 @@ class S3Settings:
     sse: str | None = None  # "AES256" | "aws:kms" | None
     kms_key_id: str | None = None
     part_size: int = 16 * MiB
-    max_buffer: int = 128 * MiB  # bytes of parts held in memory at once
+    max_buffer: int = 64 * MiB  # bytes of parts held in memory at once
     checksums: str = "auto"  # "auto" | "when_supported" | "when_required"
 
 
@@ -234,6 +234,9 @@ class S3Store(ObjectStore):
                 )
                 return {"PartNumber": number, "ETag": resp["ETag"]}
             finally:
+                # The retry machinery keeps the lambda alive in reference cycles until the cyclic GC
+                # runs; emptying the closure cell frees the part now, which keeps memory bounded.
+                del body
                 slots.release()
 
         try:

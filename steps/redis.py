@@ -1,0 +1,699 @@
+"""``python -m steps.redis backup|restore|verify``: RDB over the replication protocol, online restore.
+
+Backup: BGSAVE and wait for it, then fetch an RDB the way ``redis-cli --rdb`` does (``SYNC`` on a
+plain socket, both the ``$<len>`` and the diskless ``$EOF:<mark>`` payload forms) and stream it
+through zstd into the store. Restore (online): verify the RDB, load it into an ephemeral local
+``redis-server`` started by the step, then SCAN + DUMP/PTTL → RESTORE REPLACE (pipelined) into the
+target, every database, TTLs kept. The password comes from ``REDIS_PASSWORD`` or ``--password-file``
+and never appears in an argument or a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import click
+import redis
+
+from steps.runtime import (
+    IntegrityError,
+    Progress,
+    TransientError,
+    UsageError,
+    action,
+    component,
+    confirm_option,
+    get_logger,
+    read_secret,
+    write_output,
+)
+from steps.runtime.log import register_secret
+from steps.storage.catalog import Catalog, new_run_id
+from steps.storage.manifest import ComponentManifest, utcnow
+from steps.storage.options import catalog_options
+from steps.storage.stream import download_verified, verify
+
+F = TypeVar("F", bound=Callable[..., Any])
+COMPONENT = "redis"
+RDB_NAME = "dump.rdb"
+MARK_LEN = 40
+RECV_SIZE = 1 << 20
+SCAN_BATCH = 1000
+_AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "invalid password", "AUTH", "NOPERM", "invalid username")
+
+cli = component(COMPONENT, "Redis: RDB fetched over the replication protocol to the catalog; online restore.")
+
+
+# ---- connection ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A Redis endpoint; the password is kept out of URLs, argv and logs."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    timeout: float = 60.0
+
+    @property
+    def where(self) -> str:
+        """``host:port`` for messages."""
+        return f"{self.host}:{self.port}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        """A redis-py client on database ``db``."""
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            db=db,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=10,
+        )
+
+
+def parse_url(url: str, password: str | None, timeout: float) -> RedisTarget:
+    """``redis://[user@]host:port``; a password in the URL is refused (it would be a flag value)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "redis":
+        raise UsageError(f"Redis URL {url!r} is not redis://host:port", hint="TLS (rediss://) is not supported yet")
+    if parsed.password:
+        raise UsageError("the Redis URL must not contain a password", hint="use REDIS_PASSWORD or --password-file")
+    try:
+        port = parsed.port or 6379
+    except ValueError as exc:
+        raise UsageError(f"Redis URL {url!r} has an invalid port") from exc
+    if not parsed.hostname:
+        raise UsageError(f"Redis URL {url!r} has no host", hint="use redis://host:port")
+    return RedisTarget(parsed.hostname, port, parsed.username or None, password, timeout)
+
+
+@contextlib.contextmanager
+def translated(target: RedisTarget, what: str) -> Iterator[None]:
+    """Turn redis-py errors into the contract's errors (auth → 2, network → 1)."""
+    try:
+        yield
+    except redis.AuthenticationError as exc:
+        raise UsageError(
+            f"{what}: authentication to Redis at {target.where} failed: {exc}",
+            hint="check REDIS_PASSWORD or --password-file",
+        ) from exc
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise TransientError(
+            f"{what}: cannot reach Redis at {target.where}: {exc}", hint="check --url and that Redis is up"
+        ) from exc
+    except redis.ResponseError as exc:
+        text = str(exc)
+        if any(m in text for m in _AUTH_MARKERS):
+            raise UsageError(
+                f"{what}: Redis at {target.where} refused: {text}", hint="check REDIS_PASSWORD or --password-file"
+            ) from exc
+        raise TransientError(f"{what}: Redis at {target.where} answered: {text}") from exc
+
+
+def keyspace(client: redis.Redis) -> dict[str, dict[str, int]]:
+    """``INFO keyspace`` as ``{"0": {"keys": n, "expires": m}}``."""
+    info = client.info("keyspace")
+    return {
+        name[2:]: {"keys": int(v["keys"]), "expires": int(v["expires"])}
+        for name, v in info.items()
+        if name.startswith("db") and isinstance(v, dict)
+    }
+
+
+def type_counts(target: RedisTarget, dbs: list[str]) -> dict[str, dict[str, Any]]:
+    """Per database: DBSIZE and key counts by type (one SCAN pass with pipelined TYPE)."""
+    out: dict[str, dict[str, Any]] = {}
+    for db in dbs:
+        client = target.client(int(db))
+        types: Counter[str] = Counter()
+        cursor = 0
+        while True:
+            cursor, keys = client.scan(cursor, count=SCAN_BATCH)
+            if keys:
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.type(key)
+                types.update(t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute())
+            if cursor == 0:
+                break
+        types.pop("none", None)  # expired between SCAN and TYPE
+        out[db] = {"keys": int(client.dbsize()), "types": dict(sorted(types.items()))}
+        client.close()
+    return out
+
+
+def diff_counts(expected: dict[str, Any], live: dict[str, Any], *, at_least: bool = False) -> list[str]:
+    """Differences in DBSIZE and per-type counts (``at_least``: live may hold more)."""
+    problems: list[str] = []
+    for db in sorted(set(expected) | set(live), key=int):
+        want = expected.get(db, {"keys": 0, "types": {}})
+        got = live.get(db, {"keys": 0, "types": {}})
+        pairs = [("keys", want["keys"], got["keys"])]
+        pairs += [
+            (f"type {t}", want["types"].get(t, 0), got["types"].get(t, 0))
+            for t in sorted(set(want["types"]) | set(got["types"]))
+        ]
+        for label, w, g in pairs:
+            if (g < w) if at_least else (g != w):
+                problems.append(f"db{db} {label}: {g}, expected {w}")
+    return problems
+
+
+# ---- BGSAVE + replication fetch -----------------------------------------------------------------
+
+
+def bgsave(client: redis.Redis, timeout: float) -> float:
+    """Run BGSAVE (or join one in progress) and wait for it to succeed; return seconds waited."""
+    started = time.monotonic()
+    before = client.info("persistence")
+    saves0, last0 = int(before.get("rdb_saves", -1)), int(client.lastsave().timestamp())
+    try:
+        client.bgsave()
+    except redis.ResponseError as exc:
+        if "in progress" not in str(exc):
+            raise
+    while True:
+        info = client.info("persistence")
+        done_count = int(info.get("rdb_saves", -1)) > saves0 if saves0 >= 0 else False
+        done_time = int(client.lastsave().timestamp()) > last0
+        if not info.get("rdb_bgsave_in_progress") and (done_count or done_time):
+            if info.get("rdb_last_bgsave_status") != "ok":
+                raise TransientError("BGSAVE failed on the Redis server", hint="check the server's log and disk space")
+            return round(time.monotonic() - started, 3)
+        if time.monotonic() - started > timeout:
+            raise TransientError(f"BGSAVE did not finish within {timeout:.0f}s", hint="raise --bgsave-timeout")
+        time.sleep(0.1)
+
+
+def _command(*parts: str | bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class SyncReader:
+    """The RDB payload of a ``SYNC`` as a readable: ``$<len>`` or diskless ``$EOF:<40-byte mark>``."""
+
+    def __init__(self, target: RedisTarget) -> None:
+        self.target = target
+        self.buf = bytearray()
+        self.head = b""
+        self.length: int | None = None
+        self.mark: bytes | None = None
+        self.remaining = 0
+        self.ended = False
+        try:
+            self.sock = socket.create_connection((target.host, target.port), timeout=10)
+        except OSError as exc:
+            raise TransientError(
+                f"cannot reach Redis at {target.where}: {exc}", hint="check --url and that Redis is up"
+            ) from exc
+        self.sock.settimeout(target.timeout)
+        try:
+            self._handshake()
+        except BaseException:
+            self.close()
+            raise
+
+    def _recv(self) -> bytes:
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except OSError as exc:
+            raise TransientError(f"reading the RDB from {self.target.where} failed: {exc}") from exc
+
+    def _line(self) -> bytes:
+        while b"\n" not in self.buf:
+            chunk = self._recv()
+            if not chunk:
+                raise TransientError(f"Redis at {self.target.where} closed the connection during SYNC")
+            self.buf += chunk
+        idx = self.buf.index(b"\n")
+        line = bytes(self.buf[:idx]).rstrip(b"\r")
+        del self.buf[: idx + 1]
+        return line
+
+    def _ask(self, *parts: str) -> bytes:
+        self.sock.sendall(_command(*parts))
+        return self._line()
+
+    def _handshake(self) -> None:
+        t = self.target
+        if t.password is not None:
+            reply = self._ask("AUTH", *([t.username] if t.username else []), t.password)
+            if not reply.startswith(b"+"):
+                raise UsageError(
+                    f"authentication to Redis at {t.where} failed: {reply.decode(errors='replace')[1:]}",
+                    hint="check REDIS_PASSWORD or --password-file",
+                )
+        self._ask("REPLCONF", "rdb-only", "1")  # Redis >= 7: close after the RDB (older: -ERR, harmless)
+        self._ask("REPLCONF", "capa", "eof")  # accept diskless transfers
+        self.sock.sendall(_command("SYNC"))
+        while True:
+            line = self._line()
+            if not line:
+                continue  # keep-alive newlines while the server prepares the RDB
+            if line.startswith(b"-"):
+                text = line[1:].decode(errors="replace")
+                error = UsageError if any(m in text for m in _AUTH_MARKERS) else TransientError
+                raise error(f"Redis at {t.where} refused SYNC: {text}", hint="the user needs replication rights")
+            if line.startswith(b"$EOF:"):
+                self.mark = line[5:]
+                if len(self.mark) != MARK_LEN:
+                    raise TransientError(f"Redis at {t.where} sent a malformed EOF mark")
+                return
+            if line.startswith(b"$"):
+                self.length = self.remaining = int(line[1:])
+                return
+            raise TransientError(f"unexpected SYNC reply from {t.where}: {line[:60]!r}")
+
+    @property
+    def form(self) -> str:
+        """``disk`` (``$<len>``) or ``diskless`` (``$EOF:``)."""
+        return "diskless" if self.mark else "disk"
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` payload bytes; ``b""`` at the end; raises if the connection drops early."""
+        n = RECV_SIZE if n is None or n < 0 else n
+        data = self._read_length(n) if self.mark is None else self._read_eof(n)
+        if len(self.head) < 9:
+            self.head += data[: 9 - len(self.head)]
+        return data
+
+    def _read_length(self, n: int) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        if not self.buf:
+            chunk = self._recv()
+            if not chunk:
+                raise TransientError(
+                    f"Redis at {self.target.where} closed the connection after "
+                    f"{(self.length or 0) - self.remaining} of {self.length} RDB bytes"
+                )
+            self.buf += chunk
+        take = min(n, self.remaining, len(self.buf))
+        out = bytes(self.buf[:take])
+        del self.buf[:take]
+        self.remaining -= take
+        return out
+
+    def _read_eof(self, n: int) -> bytes:
+        assert self.mark is not None
+        start = 0
+        while not self.ended:
+            idx = self.buf.find(self.mark, start)
+            if idx >= 0:
+                del self.buf[idx:]  # anything after the mark is replication stream, not RDB
+                self.ended = True
+                break
+            if len(self.buf) >= n + MARK_LEN:
+                break
+            chunk = self._recv()
+            if not chunk:
+                raise TransientError(f"Redis at {self.target.where} closed the connection before the RDB ended")
+            start = max(0, len(self.buf) - MARK_LEN)
+            self.buf += chunk
+        take = min(n, len(self.buf) if self.ended else len(self.buf) - MARK_LEN)
+        out = bytes(self.buf[:take])
+        del self.buf[:take]
+        return out
+
+    @property
+    def rdb_version(self) -> int | None:
+        """RDB format version from the ``REDIS00NN`` header."""
+        if self.head[:5] == b"REDIS" and self.head[5:9].isdigit():
+            return int(self.head[5:9])
+        return None
+
+    def close(self) -> None:
+        """Close the replication connection."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+# ---- options ------------------------------------------------------------------------------------
+
+
+def redis_options(fn: F) -> F:
+    """``--url --password-file --timeout --run-id``."""
+    options = [
+        click.option(
+            "--url", envvar="TENANT_DR_REDIS_URL", required=True, help="redis://[user@]host:port (no password)."
+        ),
+        click.option(
+            "--password-file",
+            envvar="TENANT_DR_REDIS_PASSWORD_FILE",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help="File holding the password (else env REDIS_PASSWORD; none if neither).",
+        ),
+        click.option("--timeout", type=float, default=120.0, show_default=True, help="Socket timeout in seconds."),
+        click.option(
+            "--run-id",
+            envvar="TENANT_DR_RUN_ID",
+            default=None,
+            help="Backup run id (backup: generated if absent; restore/verify: default latest).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_target(url: str, password_file: str | None, timeout: float) -> RedisTarget:
+    """Read the password (registered for redaction) and parse the URL."""
+    password = read_secret(what="Redis password", env="REDIS_PASSWORD", file=password_file, required=False)
+    return parse_url(url, password, timeout)
+
+
+# ---- backup -------------------------------------------------------------------------------------
+
+
+@action(cli, help_text="BGSAVE, fetch the RDB over the replication protocol and stream it to the catalog.")
+@catalog_options
+@redis_options
+@click.option("--bgsave-timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for BGSAVE.")
+def backup(
+    catalog: Catalog,
+    tenant: str,
+    url: str,
+    password_file: str | None,
+    timeout: float,
+    run_id: str | None,
+    bgsave_timeout: float,
+) -> dict[str, Any]:
+    """Back up Redis: one RDB (all databases) plus DBSIZE and per-type key counts."""
+    log = get_logger()
+    run_id = run_id or new_run_id()
+    write_output("run-id", run_id)
+    if catalog.has_manifest(run_id, COMPONENT):
+        log.info("redis backup of this run already complete; nothing to do", run_id=run_id)
+        return {"run_id": run_id, "skipped": "already complete"}
+    target = make_target(url, password_file, timeout)
+    started_at = utcnow()
+    client = target.client()
+    with translated(target, "backup"):
+        client.ping()
+        server = client.info("server")
+        memory = client.info("memory")
+        before = keyspace(client)
+        bgsave_s = bgsave(client, bgsave_timeout)
+    attempt = catalog.new_attempt()
+    t0 = time.monotonic()
+    reader = SyncReader(target)
+    try:
+        with Progress(f"{COMPONENT} {RDB_NAME}", reader.length) as progress:
+            record = catalog.put_object(
+                run_id,
+                COMPONENT,
+                attempt,
+                RDB_NAME,
+                reader,
+                size_hint=reader.length or int(memory.get("used_memory", 0)) or None,
+                progress=progress,
+                meta={"kind": "rdb", "transfer": reader.form},
+            )
+    finally:
+        reader.close()
+    fetch_s = round(time.monotonic() - t0, 3)
+    if reader.rdb_version is None:
+        raise IntegrityError(f"the payload from {target.where} is not an RDB (header {reader.head!r})")
+    t1 = time.monotonic()
+    with translated(target, "counting keys"):
+        counts = type_counts(target, sorted(before, key=int))
+        after = keyspace(client)
+    stable = {db: v["keys"] for db, v in before.items()} == {db: v["keys"] for db, v in after.items()}
+    for db, info in before.items():
+        counts.setdefault(db, {"keys": 0, "types": {}})["expires"] = info["expires"]
+    timings = {"bgsave_s": bgsave_s, "fetch_s": fetch_s, "count_s": round(time.monotonic() - t1, 3)}
+    manifest = ComponentManifest(
+        tenant=catalog.tenant,
+        run_id=run_id,
+        component=COMPONENT,
+        started_at=started_at,
+        finished_at=utcnow(),
+        objects=[record],
+        source={
+            "endpoint": target.where,
+            "redis_version": server.get("redis_version"),
+            "rdb_version": reader.rdb_version,
+            "transfer": reader.form,
+        },
+        fingerprints={"databases": counts, "stable": stable},
+        details={"timings": timings, "keyspace_before": before, "keyspace_after": after},
+    )
+    written = catalog.write_manifest(manifest)
+    log.info("redis backup done", bytes=record.size, raw_bytes=record.raw_size, stable=stable, **timings)
+    return {
+        "run_id": run_id,
+        "bytes": record.size,
+        "raw_bytes": record.raw_size,
+        "rdb_version": reader.rdb_version,
+        "transfer": reader.form,
+        "databases": {db: v["keys"] for db, v in counts.items()},
+        "stable": stable,
+        "manifest_written": written,
+        "timings": timings,
+    }
+
+
+# ---- restore ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def ephemeral_server(rdb: Path, binary: str, timeout: float) -> Iterator[RedisTarget]:
+    """A local ``redis-server`` that loads ``rdb`` (password only in its config file, ``appendonly no``)."""
+    found = shutil.which(binary)
+    if not found:
+        raise UsageError(f"{binary} not found", hint="the step image needs redis-server (or pass --redis-server)")
+    workdir = rdb.parent
+    password = secrets.token_hex(16)
+    register_secret(password)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    conf = workdir / "ephemeral.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                f"port {port}",
+                "bind 127.0.0.1",
+                f'dir "{workdir}"',
+                f'dbfilename "{rdb.name}"',
+                f'logfile "{workdir / "ephemeral.log"}"',
+                "appendonly no",
+                'save ""',
+                "daemonize no",
+                "protected-mode yes",
+                "databases 16",
+                f"requirepass {password}",
+            ]
+        )
+        + "\n"
+    )
+    conf.chmod(0o600)
+    proc = subprocess.Popen([found, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = RedisTarget("127.0.0.1", port, None, password, timeout)
+    try:
+        deadline = time.monotonic() + timeout
+        client = target.client()
+        while True:
+            if proc.poll() is not None:
+                log_tail = (workdir / "ephemeral.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise IntegrityError(
+                    f"the ephemeral redis-server could not load the backup RDB: {' | '.join(log_tail)}",
+                    hint="the step's redis-server must be at least as new as the backed-up server",
+                )
+            with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                if client.ping() and not int(client.info("persistence").get("loading", 0)):
+                    break
+            if time.monotonic() > deadline:
+                raise TransientError(f"the ephemeral redis-server did not load the RDB within {timeout:.0f}s")
+            time.sleep(0.05)
+        client.close()
+        yield target
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progress) -> int:
+    """SCAN + PTTL/DUMP from ``src`` → RESTORE REPLACE into ``dst``, pipelined; return keys copied."""
+    source, target = src.client(db), dst.client(db)
+    copied, cursor = 0, 0
+    try:
+        while True:
+            cursor, keys = source.scan(cursor, count=SCAN_BATCH)
+            if keys:
+                pipe = source.pipeline(transaction=False)
+                for key in keys:
+                    pipe.pttl(key)
+                    pipe.dump(key)
+                replies = pipe.execute()
+                out = target.pipeline(transaction=False)
+                for key, ttl, payload in zip(keys, replies[0::2], replies[1::2], strict=True):
+                    if payload is None:
+                        continue  # expired in the meantime
+                    out.restore(key, max(int(ttl), 0), payload, replace=True)
+                    copied += 1
+                for reply in out.execute(raise_on_error=False):
+                    if isinstance(reply, Exception):
+                        raise IntegrityError(
+                            f"RESTORE into db{db} of {dst.where} failed: {reply}",
+                            hint="the target Redis must be at least as new as the backed-up one",
+                        )
+                progress.update(len(keys))
+            if cursor == 0:
+                return copied
+    finally:
+        source.close()
+        target.close()
+
+
+@action(cli, help_text="Restore a run's RDB into the target online (DUMP/RESTORE); without --confirm only the plan.")
+@catalog_options
+@redis_options
+@click.option("--flush", is_flag=True, default=False, help="FLUSHALL the target first (needs --confirm).")
+@click.option(
+    "--redis-server",
+    "redis_server_bin",
+    envvar="TENANT_DR_REDIS_SERVER",
+    default="redis-server",
+    show_default=True,
+    help="redis-server binary for the ephemeral server.",
+)
+@click.option(
+    "--work-dir",
+    envvar="TENANT_DR_WORK_DIR",
+    default=None,
+    help="Where the verified RDB is written (default: the system temp dir).",
+)
+@click.option("--operation", envvar="TENANT_DR_OPERATION", default=None, help="Operation id to record prior state.")
+@confirm_option
+def restore(
+    catalog: Catalog,
+    tenant: str,
+    url: str,
+    password_file: str | None,
+    timeout: float,
+    run_id: str | None,
+    flush: bool,
+    redis_server_bin: str,
+    work_dir: str | None,
+    operation: str | None,
+    confirm: bool,
+) -> dict[str, Any]:
+    """Verify the RDB, load it into an ephemeral redis-server and copy every key into the target."""
+    log = get_logger()
+    resolved = catalog.resolve(run_id or "latest", COMPONENT)
+    manifest = catalog.read_manifest(resolved, COMPONENT)
+    record = next((o for o in manifest.objects if o.meta.get("kind") == "rdb"), None)
+    if record is None:
+        raise IntegrityError(f"redis manifest of run {resolved} names no RDB", hint="use another run")
+    target = make_target(url, password_file, timeout)
+    with translated(target, "restore"):
+        client = target.client()
+        client.ping()
+        prior = keyspace(client)
+    expected = manifest.fingerprints.get("databases", {})
+    plan = {
+        "run_id": resolved,
+        "target": target.where,
+        "flush": flush,
+        "target_keys_before": {db: v["keys"] for db, v in prior.items()},
+        "keys_to_restore": {db: v["keys"] for db, v in expected.items()},
+    }
+    key = catalog.object_key(manifest, record)
+    if not confirm:
+        with Progress("verify rdb", record.raw_size) as progress:
+            verify(catalog.store, key, record, progress=progress)
+        log.info("plan only (pass --confirm to restore)", **plan)
+        return {"dry_run": True, "plan": plan}
+    work = Path(tempfile.mkdtemp(prefix="tdr-redis-", dir=work_dir))
+    try:
+        with Progress("download rdb", record.raw_size) as progress:
+            rdb = download_verified(catalog.store, key, record, work / RDB_NAME, progress=progress)
+        with ephemeral_server(rdb, redis_server_bin, timeout) as source:
+            loaded = type_counts(source, sorted(keyspace(source.client()), key=int))
+            mismatch = diff_counts(expected, loaded)
+            if mismatch and manifest.fingerprints.get("stable"):
+                raise IntegrityError(
+                    f"the RDB of run {resolved} does not hold what its manifest counted: {'; '.join(mismatch[:10])}",
+                    hint="the backup is inconsistent; restore from another run",
+                )
+            if operation:
+                catalog.record_once(operation, "redis-prior", plan)
+            t0 = time.monotonic()
+            with translated(target, "restore"):
+                if flush:
+                    client.flushall()
+                    log.info("target flushed", target=target.where)
+                total = sum(v["keys"] for v in loaded.values())
+                copied: dict[str, int] = {}
+                with Progress("restore keys", total) as progress:
+                    for db in loaded:
+                        copied[db] = copy_database(source, target, int(db), progress)
+                copy_s = round(time.monotonic() - t0, 3)
+                after = type_counts(target, sorted(set(loaded) | set(keyspace(client)), key=int))
+                problems = diff_counts(loaded, after, at_least=not flush)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if problems:
+        raise IntegrityError(
+            f"target {target.where} differs from backup {resolved} after restore: {'; '.join(problems[:20])}",
+            hint="keys may have been written or expired meanwhile; restore again with --flush",
+        )
+    return {
+        "dry_run": False,
+        "plan": plan,
+        "copied": copied,
+        "copy_s": copy_s,
+        "manifest_differences": mismatch,
+        "target_keys_after": {db: v["keys"] for db, v in after.items()},
+    }
+
+
+@action(cli, "verify", help_text="Compare the target's DBSIZE and per-type key counts with a run's manifest.")
+@catalog_options
+@redis_options
+def verify_counts(
+    catalog: Catalog, tenant: str, url: str, password_file: str | None, timeout: float, run_id: str | None
+) -> dict[str, Any]:
+    """DBSIZE and key counts by type per database against the manifest (exit 3 on difference)."""
+    resolved = catalog.resolve(run_id or "latest", COMPONENT)
+    manifest = catalog.read_manifest(resolved, COMPONENT)
+    expected = manifest.fingerprints.get("databases", {})
+    expected = {db: {"keys": v["keys"], "types": v["types"]} for db, v in expected.items()}
+    target = make_target(url, password_file, timeout)
+    with translated(target, "verify"):
+        live = type_counts(target, sorted(set(expected) | set(keyspace(target.client())), key=int))
+    problems = diff_counts(expected, live)
+    if problems:
+        raise IntegrityError(
+            f"Redis at {target.where} differs from backup {resolved}: {'; '.join(problems[:20])}",
+            hint="restore again (with --flush) or investigate writes since the restore",
+        )
+    return {"run_id": resolved, "databases": {db: v["keys"] for db, v in live.items()}}
+
+
+if __name__ == "__main__":
+    from steps.runtime import run
+
+    run(cli)

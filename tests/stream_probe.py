@@ -1,0 +1,81 @@
+"""Test helper process: stream N MiB of synthetic data into a catalog as one component backup.
+
+``python -m tests.stream_probe --store URL --tenant T --run-id R --mib N [--fail-after MIB]``
+prints one JSON line with the manifest summary and this process's peak RSS. ``--fail-after`` makes
+the producer die part-way (like a pg_dump killed mid-stream): the upload of what was produced
+completes, the producer's exit code is checked, and no manifest is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+
+from steps.storage import open_store
+from steps.storage.catalog import Catalog
+from steps.storage.manifest import ComponentManifest, utcnow
+
+# The producer is a separate process writing to a pipe, exactly like pg_dump or tar would.
+PRODUCER = r"""
+import os, sys
+mib, fail_after = int(sys.argv[1]), int(sys.argv[2])
+text = (b"INSERT INTO t VALUES (42, 'some fairly repetitive row text');\n" * 9000)[: 1 << 19]
+out = sys.stdout.buffer
+for i in range(mib):
+    if fail_after and i >= fail_after:
+        sys.stderr.write("producer: simulated crash\n")
+        os._exit(1)
+    out.write(os.urandom(1 << 19) + text)
+out.flush()
+"""
+
+
+def main() -> int:
+    """Run the probe."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--tenant", required=True)
+    ap.add_argument("--run-id", required=True)
+    ap.add_argument("--mib", type=int, required=True)
+    ap.add_argument("--fail-after", type=int, default=0)
+    ap.add_argument("--component", default="probe")
+    args = ap.parse_args()
+
+    catalog = Catalog(open_store(args.store), args.tenant)
+    started = utcnow()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, str(args.mib), str(args.fail_after)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    record = catalog.put_object(args.run_id, args.component, catalog.new_attempt(), "data.bin.zst", proc.stdout)
+    code = proc.wait()
+    result = {
+        "producer_exit": code,
+        "raw_size": record.raw_size,
+        "size": record.size,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "manifest": False,
+    }
+    if code == 0:  # the step contract: never write a manifest after a failed producer
+        manifest = ComponentManifest(
+            tenant=args.tenant,
+            run_id=args.run_id,
+            component=args.component,
+            started_at=started,
+            finished_at=utcnow(),
+            objects=[record],
+        )
+        result["manifest"] = catalog.write_manifest(manifest)
+    print(json.dumps(result))
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
