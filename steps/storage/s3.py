@@ -225,18 +225,20 @@ class S3Store(ObjectStore):
         total = 0
 
         def upload(number: int, body: bytes) -> dict[str, Any]:
+            # The retry machinery keeps the lambda alive in reference cycles until the cyclic GC runs;
+            # holding the part in a list that is emptied afterwards frees it now (bounded memory).
+            held = [body]
+            del body
             try:
                 resp = self._call(
                     f"{what} part {number}",
                     lambda: self.client.upload_part(
-                        Bucket=bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body
+                        Bucket=bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=held[0]
                     ),
                 )
                 return {"PartNumber": number, "ETag": resp["ETag"]}
             finally:
-                # The retry machinery keeps the lambda alive in reference cycles until the cyclic GC
-                # runs; emptying the closure cell frees the part now, which keeps memory bounded.
-                del body
+                held.clear()
                 slots.release()
 
         try:

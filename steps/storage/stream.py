@@ -44,7 +44,7 @@ class HashingReader:
 
 
 def _threads() -> int:
-    """zstd worker threads: ``TENANT_DR_ZSTD_THREADS`` (default 0 = compress in the calling thread).
+    """Number of zstd worker threads: ``TENANT_DR_ZSTD_THREADS`` (default 0 = compress in the calling thread).
 
     On small pods the producer (pg_dump, tar) and the uploader need the other cores; measured on
     2 cores, in-thread compression was faster and used half the memory of 2 worker threads.
