@@ -1,0 +1,1 @@
+"""HTTP-level fakes of servers that cannot run here (the real client libraries talk to them)."""
