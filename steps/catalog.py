@@ -15,10 +15,11 @@ from steps.runtime import (
     component,
     confirm_option,
     get_logger,
+    tenant_option,
     write_output,
 )
 from steps.storage import stream
-from steps.storage.catalog import Catalog
+from steps.storage.catalog import Catalog, check_tenant, new_run_id
 from steps.storage.options import catalog_options
 
 cli = component("catalog", "Backup catalog of one tenant: runs, latest complete run, seal, prune.")
@@ -41,6 +42,26 @@ def latest(catalog: Catalog, tenant: str, component: str | None) -> dict[str, An
     run_id = catalog.resolve("latest", component)
     write_output("run-id", run_id)
     return {"tenant": tenant, "run_id": run_id}
+
+
+@action(cli, "new-run-id")
+@tenant_option
+def new_run_id_action(tenant: str) -> dict[str, Any]:
+    """Generate a fresh run id (output ``run-id``) for every component of one backup run."""
+    check_tenant(tenant)
+    run_id = new_run_id()
+    write_output("run-id", run_id)
+    return {"tenant": tenant, "run_id": run_id}
+
+
+@action(cli)
+@catalog_options
+@click.option("--run-id", envvar="TENANT_DR_RUN_ID", default="latest", show_default=True, help="Run id or 'latest'.")
+def resolve(catalog: Catalog, tenant: str, run_id: str) -> dict[str, Any]:
+    """Resolve 'latest' to the newest complete run, or check that an explicit run exists (output ``run-id``)."""
+    resolved = catalog.resolve(run_id)
+    write_output("run-id", resolved)
+    return {"tenant": tenant, "requested": run_id, "run_id": resolved}
 
 
 @action(cli)
