@@ -301,17 +301,16 @@ class S3Store(ObjectStore):
                 )["Body"]
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        """See :meth:`ObjectStore.list`."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.settings.bucket, Prefix=self._key(prefix))
+        """See :meth:`ObjectStore.list_objects`; each page is one retried request."""
         what = f"list {self.url}/{prefix}"
-        it = iter(pages)
+        args: dict[str, Any] = {"Bucket": self.settings.bucket, "Prefix": self._key(prefix)}
         while True:
-            page = self._call(what, lambda: next(it, None))
-            if page is None:
-                return
+            page = self._call(what, lambda a=dict(args): self.client.list_objects_v2(**a))  # type: ignore[misc]
             for obj in page.get("Contents", []):
                 yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]))
+            if not page.get("IsTruncated"):
+                return
+            args["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete(self, keys: list[str]) -> None:
         """See :meth:`ObjectStore.delete` (batches of 1,000)."""
