@@ -1,0 +1,315 @@
+"""``python -m steps.postgres`` against real PostgreSQL servers, through the CLI (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from steps.storage import open_store
+from steps.storage.catalog import Catalog
+from tests.harness import PostgresServer, StepRun, free_port, pg_bin, postgres_server, run_step
+from tests.integration.postgres_redis_support import CmdlineWatch, corrupt_middle
+
+TENANT = "acme"
+APP_ROLE_PASSWORD = "app-Role-pw-5e1d"
+
+SCHEMA = f"""
+CREATE EXTENSION pgcrypto;
+CREATE EXTENSION hstore;
+CREATE ROLE app_owner LOGIN PASSWORD '{APP_ROLE_PASSWORD}';
+CREATE SCHEMA shop AUTHORIZATION app_owner;
+CREATE TYPE shop.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE shop.items (
+    id bigserial PRIMARY KEY,
+    doc json, docb jsonb, blob bytea, tags text[], nums int[][],
+    price numeric(20, 6), ratio double precision, at timestamptz, d date, span interval,
+    flag boolean, u uuid DEFAULT gen_random_uuid(), h hstore, m shop.mood, r int4range, ip inet
+);
+INSERT INTO shop.items (doc, docb, blob, tags, nums, price, ratio, at, d, span, flag, h, m, r, ip)
+SELECT json_build_object('i', g, 's', repeat('x', g % 17)),
+       jsonb_build_object('k', g, 'arr', jsonb_build_array(g, g * 2)),
+       digest(g::text, 'sha256'), ARRAY['a' || g, 'b', NULL], ARRAY[[g, g + 1], [g + 2, g + 3]],
+       g * 1.123456, g / 7.0, '2024-01-01 00:00:00+00'::timestamptz + g * interval '37 minutes',
+       DATE '2020-02-29' + g, g * interval '1 second', g % 2 = 0, ('a=>' || g)::hstore,
+       (ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::shop.mood, int4range(g, g + 10), ('10.0.' || (g % 255) || '.1')::inet
+FROM generate_series(1, 3000) g;
+ALTER TABLE shop.items OWNER TO app_owner;
+CREATE TABLE public.events (id serial PRIMARY KEY, item_id bigint REFERENCES shop.items(id), note text);
+INSERT INTO public.events (item_id, note) SELECT g, md5(g::text) FROM generate_series(1, 500) g;
+CREATE SEQUENCE public.ticket START 1000 INCREMENT 7;
+SELECT nextval('public.ticket') FROM generate_series(1, 5);
+CREATE VIEW shop.cheap AS SELECT id, price FROM shop.items WHERE price < 100;
+CREATE FUNCTION shop.total() RETURNS numeric LANGUAGE sql AS 'SELECT sum(price) FROM shop.items';
+CREATE TABLE public.docs (id int PRIMARY KEY, lo oid);
+INSERT INTO public.docs SELECT g, lo_from_bytea(0, convert_to(repeat('large object ' || g, 500), 'UTF8'))
+FROM generate_series(1, 5) g;
+CREATE TABLE public.empty_table (x int);
+"""
+
+
+def table_checksums(pg: PostgresServer, db: str) -> dict[str, str]:
+    """Ordered checksum of every user table, plus large objects, sequences, view and function results."""
+    tables = pg.psql(
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        db,
+    ).split()
+    sums = {
+        t: pg.psql(
+            f"SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {t} x", db
+        )
+        for t in tables
+    }
+    sums["large_objects"] = pg.psql(
+        "SELECT coalesce(md5(string_agg(oid::text || md5(lo_get(oid)), ',' ORDER BY oid)), '') "
+        "FROM pg_largeobject_metadata",
+        db,
+    )
+    sums["sequences"] = pg.psql(
+        "SELECT string_agg(schemaname || '.' || sequencename || '=' || coalesce(last_value, 0), ','"
+        " ORDER BY schemaname, sequencename) "
+        "FROM pg_sequences",
+        db,
+    )
+    return sums
+
+
+def seed(pg: PostgresServer) -> None:
+    for db in ("app", "aux"):
+        pg.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    pg.psql("DROP ROLE IF EXISTS app_owner")
+    pg.psql("CREATE DATABASE app")
+    pg.psql("CREATE DATABASE aux")
+    pg.psql(SCHEMA, "app")
+    pg.psql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text);"
+        "INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 200) g",
+        "aux",
+    )
+
+
+def step(pg: PostgresServer, store: str, *args: str, env: dict[str, str] | None = None, **kw: object) -> StepRun:
+    common = ["--tenant", TENANT, "--store", store, "--host", pg.host, "--port", str(pg.port), "--user", "postgres"]
+    return run_step("postgres", [args[0], *common, *args[1:]], env={"PGPASSWORD": pg.password, **(env or {})})
+
+
+def catalog_of(store: str) -> Catalog:
+    return Catalog(open_store(store), TENANT)
+
+
+def can_login(pg: PostgresServer, user: str, password: str) -> bool:
+    try:
+        psycopg2.connect(host=pg.host, port=pg.port, user=user, password=password, dbname="app").close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture
+def seeded(pg: PostgresServer) -> PostgresServer:
+    seed(pg)
+    return pg
+
+
+def test_round_trip_identical_content(seeded: PostgresServer, store_url: str) -> None:
+    pg = seeded
+    before = {db: table_checksums(pg, db) for db in ("app", "aux")}
+    backup = step(pg, store_url, "backup", "--databases", "app,aux")
+    assert backup.code == 0, backup.stdout + backup.stderr
+    run_id = backup.result["run_id"]
+    manifest = catalog_of(store_url).read_manifest(run_id, "postgres")
+    assert manifest.source["server_version_num"] >= 150000 and manifest.source["pg_dump_major"] >= 15
+    tables = manifest.fingerprints["databases"]["app"]["tables"]
+    assert tables["shop.items"] == {"rows": 3000, "exact": True}
+    assert manifest.fingerprints["databases"]["app"]["large_objects"] == 5
+    assert all(o.sha256 and o.size > 0 for o in manifest.objects)
+
+    # wipe: databases and the role are gone
+    pg.psql("DROP DATABASE app WITH (FORCE)")
+    pg.psql("DROP DATABASE aux WITH (FORCE)")
+    pg.psql("DROP ROLE app_owner")
+
+    plan = step(pg, store_url, "restore", "--run-id", run_id)
+    assert plan.code == 0 and plan.result["dry_run"] is True
+    assert plan.result["plan"]["create"] == ["app", "aux"] and "app_owner" in plan.result["plan"]["roles"]["create"]
+    assert "app" not in pg.psql("SELECT string_agg(datname, ',') FROM pg_database")
+
+    restored = step(pg, store_url, "restore", "--run-id", run_id, "--confirm")
+    assert restored.code == 0, restored.stdout + restored.stderr
+    after = {db: table_checksums(pg, db) for db in ("app", "aux")}
+    assert {(db, k, v) for db in after for k, v in after[db].items()} == {
+        (db, k, v) for db in before for k, v in before[db].items()
+    }
+    assert pg.psql("SELECT nextval('public.ticket')", "app") == str(1000 + 5 * 7)
+    assert pg.psql("SELECT nextval('shop.items_id_seq')", "app") == "3001"
+    assert pg.psql("SELECT count(*) FROM shop.cheap", "app") == pg.psql(
+        "SELECT count(*) FROM shop.items WHERE price < 100", "app"
+    )
+    assert pg.psql("SELECT shop.total() = (SELECT sum(price) FROM shop.items)", "app") == "t"
+    assert pg.psql("SELECT extname FROM pg_extension WHERE extname = 'hstore'", "app") == "hstore"
+    assert pg.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'items'", "app") == "app_owner"
+    assert can_login(pg, "app_owner", APP_ROLE_PASSWORD)  # the backup's role password
+    assert can_login(pg, "postgres", pg.password)  # the connecting superuser keeps the target's
+
+    verify = step(pg, store_url, "verify", "--run-id", run_id)
+    assert verify.code == 0 and verify.result["tables_checked"] == 5
+
+
+def test_restore_one_database_leaves_others_untouched(seeded: PostgresServer, tmp_path: Path) -> None:
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    assert step(pg, store, "backup").code == 0
+    pg.psql("INSERT INTO notes VALUES (9999, 'written after the backup')", "aux")
+    pg.psql("DELETE FROM shop.items WHERE id > 2900", "app")
+    pg.psql("ALTER ROLE app_owner PASSWORD 'changed-on-target'")
+    aux_before = table_checksums(pg, "aux")
+
+    kept = step(pg, store, "restore", "--databases", "app", "--confirm", "--keep-target-passwords", "--jobs", "1")
+    assert kept.code == 0, kept.stdout + kept.stderr
+    assert pg.psql("SELECT count(*) FROM shop.items", "app") == "3000"
+    assert table_checksums(pg, "aux") == aux_before
+    assert can_login(pg, "app_owner", "changed-on-target")
+
+    default = step(pg, store, "restore", "--databases", "app", "--confirm")
+    assert default.code == 0
+    assert can_login(pg, "app_owner", APP_ROLE_PASSWORD) and not can_login(pg, "app_owner", "changed-on-target")
+    assert table_checksums(pg, "aux") == aux_before
+
+
+def test_verify_reports_per_table_diff_and_estimates(seeded: PostgresServer, tmp_path: Path) -> None:
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    pg.psql("ANALYZE", "app")
+    backup = step(pg, store, "backup", "--databases", "app", "--exact-count-max-mib", "0")
+    assert backup.code == 0
+    tables = catalog_of(store).read_manifest(backup.result["run_id"], "postgres").fingerprints["databases"]["app"]
+    assert tables["tables"]["shop.items"]["exact"] is False  # above the (zero) size limit: estimated
+    assert tables["tables"]["public.empty_table"] == {"rows": 0, "exact": True}  # zero bytes: counted
+
+    pg.psql("INSERT INTO empty_table VALUES (1); SELECT lo_unlink(lo) FROM public.docs WHERE id = 2", "app")
+    verify = step(pg, store, "verify")
+    assert verify.code == 3
+    assert "app.public.empty_table: 1 rows, expected 0" in verify.error
+    assert "app: 4 large objects, expected 5" in verify.error
+    assert "\n" not in verify.error
+
+
+def _shim(tmp_path: Path, body: str) -> Path:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    for tool in ("pg_dumpall", "pg_restore", "psql"):
+        (shim / tool).symlink_to(pg_bin(tool))
+    script = shim / "pg_dump"
+    script.write_text(f"#!/bin/bash\nREAL={pg_bin('pg_dump')}\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return shim
+
+
+def test_pg_dump_killed_mid_stream_leaves_no_manifest(seeded: PostgresServer, tmp_path: Path) -> None:
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    # The external producer dies after 20 kB of output (SIGKILL), like an OOM-killed pg_dump.
+    shim = _shim(
+        tmp_path, 'if [ "$1" = --version ]; then exec $REAL --version; fi\n"$REAL" "$@" | head -c 20000\nkill -9 $$'
+    )
+    result = step(pg, store, "backup", "--pg-bin-dir", str(shim))
+    assert result.code == 1
+    assert "pg_dump of database" in result.error and "exit -9" in result.error
+    runs = catalog_of(store).list_runs()
+    assert len(runs) <= 1 and not any(r.complete or "postgres" in r.components for r in runs)
+    assert not list((tmp_path / "store").rglob("manifest.json"))
+    assert not list((tmp_path / "store").rglob("*.dump"))  # the truncated dump was not left behind
+
+
+def test_old_pg_dump_is_refused(seeded: PostgresServer, tmp_path: Path) -> None:
+    shim = _shim(tmp_path, 'echo "pg_dump (PostgreSQL) 11.22"')
+    result = step(seeded, f"file://{tmp_path / 'store'}", "backup", "--pg-bin-dir", str(shim))
+    assert result.code == 2
+    assert "pg_dump 11 is older than the PostgreSQL 15 server" in result.error
+
+
+def test_corrupted_object_fails_before_touching_the_target(seeded: PostgresServer, store_url: str) -> None:
+    pg = seeded
+    backup = step(pg, store_url, "backup", "--databases", "app,aux")
+    assert backup.code == 0
+    catalog = catalog_of(store_url)
+    manifest = catalog.read_manifest(backup.result["run_id"], "postgres")
+    record = next(o for o in manifest.objects if o.meta.get("database") == "aux")
+    key = catalog.object_key(manifest, record)
+    if store_url.startswith("file://"):
+        corrupt_middle(Path(store_url.removeprefix("file://")) / key)
+    else:
+        import boto3
+
+        bucket, prefix = store_url.removeprefix("s3://").split("/", 1)
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        body = bytearray(s3.get_object(Bucket=bucket, Key=f"{prefix}/{key}")["Body"].read())
+        body[len(body) // 2] ^= 0xFF
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=bytes(body))
+    pg.psql("INSERT INTO notes VALUES (4242, 'after backup')", "aux")
+    pg.psql("UPDATE shop.items SET price = 0 WHERE id = 1", "app")
+    before = {db: table_checksums(pg, db) for db in ("app", "aux")}
+
+    jobs = "2" if store_url.startswith("file://") else "1"  # downloaded for -j2, streamed-verify for -j1
+    result = step(pg, store_url, "restore", "--confirm", "--jobs", jobs)
+    assert result.code == 3, result.stdout
+    assert "does not match its manifest" in result.error or "corrupt" in result.error
+    assert {db: table_checksums(pg, db) for db in ("app", "aux")} == before  # nothing was dropped or restored
+
+
+def test_wrong_password_and_unreachable_host(seeded: PostgresServer, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    wrong = step(seeded, store, "backup", env={"PGPASSWORD": "not-the-password"})
+    assert wrong.code == 2
+    assert "password authentication failed" in wrong.error and "\n" not in wrong.error
+    assert "not-the-password" not in wrong.stdout + wrong.stderr
+
+    args = ["--tenant", TENANT, "--store", store, "--host", "127.0.0.1", "--port", str(free_port()), "--user", "x"]
+    unreachable = run_step("postgres", ["backup", *args], env={"PGPASSWORD": "whatever-pw"})
+    assert unreachable.code == 1
+    assert "cannot reach PostgreSQL" in unreachable.error and "\n" not in unreachable.error
+
+
+def test_restore_of_missing_run_names_available_runs(seeded: PostgresServer, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    backup = step(seeded, store, "backup", "--databases", "aux")
+    assert backup.code == 0
+    missing = step(seeded, store, "restore", "--run-id", "20200101T000000Z-abcdef", "--confirm")
+    assert missing.code == 3
+    assert "run 20200101T000000Z-abcdef not found" in missing.error and backup.result["run_id"] in missing.error
+
+
+def test_no_password_in_logs_or_process_arguments(seeded: PostgresServer, tmp_path: Path) -> None:
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    pwfile = tmp_path / "pw"
+    pwfile.write_text(pg.password + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    common = ["--tenant", TENANT, "--store", store, "--host", pg.host, "--port", str(pg.port), "--user", "postgres"]
+    with CmdlineWatch() as watch:
+        backup = run_step("postgres", ["backup", *common, "--password-file", str(pwfile)], env=env)
+        restore = run_step(
+            "postgres", ["restore", *common, "--password-file", str(pwfile), "--confirm", "--databases", "app"], env=env
+        )
+    assert backup.code == 0 and restore.code == 0, restore.stdout
+    assert watch.matching("pg_dump") and watch.matching("pg_restore")  # the sampler saw the children
+    assert not watch.matching(pg.password) and not watch.matching(APP_ROLE_PASSWORD)
+    for run in (backup, restore):
+        assert pg.password not in run.stdout + run.stderr
+        assert all(pg.password not in json.dumps(line) for line in run.logs)
+
+
+def test_backup_is_idempotent_and_restores_into_another_server(seeded: PostgresServer, s3: object, bucket: str) -> None:
+    store = f"s3://{bucket}/pg"
+    run_id = f"20260101T030000Z-{uuid.uuid4().hex[:6]}"
+    first = step(seeded, store, "backup", "--run-id", run_id, "--databases", "app")
+    again = step(seeded, store, "backup", "--run-id", run_id, "--databases", "app")
+    assert first.code == 0 and again.code == 0 and again.result["skipped"] == "already complete"
+    before = table_checksums(seeded, "app")
+    with postgres_server(password="other-Target-pw-31") as other:
+        result = step(other, store, "restore", "--run-id", run_id, "--confirm")
+        assert result.code == 0, result.stdout + result.stderr
+        assert table_checksums(other, "app") == before
+        assert can_login(other, "postgres", "other-Target-pw-31")
