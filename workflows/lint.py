@@ -70,6 +70,7 @@ WORKFLOW_GLOBALS = {
 }  # fmt: skip
 RBAC_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "*"}
 NAME_LIMIT = 63
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10x faster
 CRON_NAME_LIMIT = 52
 
 
@@ -153,7 +154,7 @@ def load_bundle(root: Path) -> Bundle:
         if path.suffix not in (".yaml", ".yml"):
             continue
         try:
-            docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+            docs = [d for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_LOADER) if d is not None]
         except yaml.YAMLError as exc:
             bundle.add(shown, f"not valid YAML: {' '.join(str(exc).split())}")
             continue
@@ -583,6 +584,12 @@ def _check_template(bundle: Bundle, doc: Doc, tmpl: dict[str, Any], workflow_par
     outputs = {str(p.get("name")) for p in _params(tmpl.get("outputs"))}
     _check_enum(bundle, doc, _params(tmpl.get("inputs")), f"{where}.inputs")
     leaf = kind in LEAF_TYPES
+    deadline = tmpl.get("activeDeadlineSeconds")
+    if deadline is not None and not (
+        (isinstance(deadline, int) and deadline > 0)
+        or (isinstance(deadline, str) and (deadline.isdigit() and int(deadline) > 0 or TAG.fullmatch(deadline)))
+    ):
+        bundle.add(doc, f"{where}: activeDeadlineSeconds {deadline!r} is not a positive integer or a variable")
     if "activeDeadlineSeconds" in tmpl and not leaf:
         bundle.add(doc, f"{where}: activeDeadlineSeconds is only allowed on leaf templates")
     retry = tmpl.get("retryStrategy") or {}
