@@ -547,32 +547,52 @@ def test_every_image_has_a_dockerfile(key: str) -> None:
     assert dockerfile(key).stages
 
 
-def template_image_refs() -> tuple[str, list[str]]:
-    """Image references the compiled templates name: the golden YAML if there is any, else via workflows.images."""
-    golden = sorted((ROOT / "tests" / "golden").rglob("*.yaml"))
-    refs: list[str] = []
+@dataclass
+class Container:
+    """A container of a compiled template: its image, command, and the uid it runs as (if set)."""
 
-    def walk(node: Any) -> None:
+    source: str
+    image: str
+    command: list[str]
+    run_as_user: int | None
+
+
+@cache
+def golden_containers() -> list[Container]:
+    """Every container (or script) of the compiled golden YAML under tests/golden."""
+    found: list[Container] = []
+
+    def walk(node: Any, source: str, uid: int | None) -> None:
         if isinstance(node, dict):
+            context = node.get("securityContext")
+            if isinstance(context, dict) and isinstance(context.get("runAsUser"), int):
+                uid = context["runAsUser"]
             image = node.get("image")
             if isinstance(image, str):
-                refs.append(image)
+                command = node.get("command")
+                found.append(Container(source, image, command if isinstance(command, list) else [], uid))
             for value in node.values():
-                walk(value)
+                walk(value, source, uid)
         elif isinstance(node, list):
             for value in node:
-                walk(value)
+                walk(value, source, uid)
 
-    for path in golden:
+    for path in sorted((ROOT / "tests" / "golden").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            walk(doc)
+            walk(doc, str(path.relative_to(ROOT)), None)
+    return found
+
+
+def template_image_refs() -> tuple[str, list[str]]:
+    """Image references the compiled templates name: the golden YAML if there is any, else via workflows.images."""
+    refs = [c.image for c in golden_containers()]
     if refs:
         return "golden YAML under tests/golden", refs
-    # No compiled templates are checked in yet: the templates name images only through workflows.images,
+    # No compiled templates are checked in: the templates name images only through workflows.images,
     # so check every module's image as the generator computes it.
     config = parse_config({})
     catalog = load_images(IMAGES)
-    return "workflows.images (no golden YAML yet)", [image_ref(config, catalog.key_for(m)) for _, m in MODULE_ROWS]
+    return "workflows.images (no golden YAML)", [image_ref(config, catalog.key_for(m)) for _, m in MODULE_ROWS]
 
 
 def test_every_image_a_template_names_has_a_dockerfile() -> None:
@@ -584,6 +604,20 @@ def test_every_image_a_template_names_has_a_dockerfile() -> None:
             continue  # e.g. a third-party image in an onboarding template
         assert key in KEYS, f"{source}: {ref} is not an image key of images/images.yaml"
         assert (IMAGES / key / "Dockerfile").is_file(), f"{source}: {ref} has no images/{key}/Dockerfile"
+
+
+def test_templates_run_each_module_in_the_image_that_has_it() -> None:
+    containers = [c for c in golden_containers() if image_key(c.image) is not None]
+    if not containers:
+        pytest.skip("no golden YAML under tests/golden (the generator's mapping is checked above)")
+    for c in containers:
+        key = image_key(c.image)
+        if c.command[:2] == ["python", "-m"] and c.command[2].startswith("steps."):
+            module = c.command[2].removeprefix("steps.")
+            assert module in SPEC["images"][str(key)]["modules"], f"{c.source}: {c.image} does not run steps.{module}"
+        if c.run_as_user is not None:
+            uid = dockerfile(str(key)).final.all("USER")[-1].args.partition(":")[0]
+            assert c.run_as_user == int(uid), f"{c.source}: runAsUser {c.run_as_user} but {c.image} has USER {uid}"
 
 
 @pytest.mark.parametrize(("key", "module"), MODULE_ROWS, ids=[f"{k}-{m}" for k, m in MODULE_ROWS])
@@ -734,8 +768,8 @@ def test_no_shell_tools_in_the_runtime_stage(key: str) -> None:
     for run in dockerfile(key).final.all("RUN"):
         for command in run.args.split("&&"):
             words = shlex.split(command.replace(";", " "))
-            if words[:2] == ["apt-get", "install"]:
-                packages = {w.strip('"') for w in words[2:] if not w.startswith("-")}
+            if "apt-get" in words and "install" in words[words.index("apt-get") :]:
+                packages = {w for w in words[words.index("install") + 1 :] if not w.startswith("-")}
                 assert not packages & SHELL_TOOLS, f"images/{key}/Dockerfile installs {packages & SHELL_TOOLS}"
 
 
