@@ -109,8 +109,8 @@ while [ "$#" -ge 2 ]; do
 done
 """
 
-# $1 = staged snapshot dir: drop the non-SSTable files before ``nodetool import``.
-PREPARE_IMPORT_SCRIPT = r"""rm -f "$1/manifest.json" "$1/schema.cql"
+# staged snapshot dirs: drop the non-SSTable files before ``nodetool import``.
+PREPARE_IMPORT_SCRIPT = r"""for d in "$@"; do rm -f "$d/manifest.json" "$d/schema.cql"; done
 """
 
 
@@ -444,6 +444,11 @@ class Cluster:
             stdin=[head + data],
             timeout=self.exec_timeout,
         )
+        if result.returncode != 0 and ("AuthenticationFailed" in result.stderr or "Bad credentials" in result.stderr):
+            raise UsageError(
+                f"cqlsh in pod {pod.name} was refused: authentication failed",
+                hint="check CASSANDRA_USERNAME / CASSANDRA_PASSWORD (or --username-file / --password-file)",
+            )
         return result, b"".join(chunks).decode("utf-8", "replace")
 
     def cql_output(self, pod: Pod, statements: str, *, what: str) -> str:
@@ -1001,15 +1006,14 @@ def restore(
 
     def stage(src: str) -> int:
         pod = mapping[src]
-        cluster.sh(pod, 'rm -rf "$1" && mkdir -p "$1"', staging, what="prepare staging dir")
+        ks_stages = [posixpath.join(staging, ks) for ks in keyspaces]
+        cluster.sh(pod, 'rm -rf "$1" && mkdir -p "$@"', staging, *ks_stages, what="prepare staging dir")
         count = 0
-        for ks in keyspaces:
+        for ks, ks_stage in zip(keyspaces, ks_stages, strict=True):
             record = by_key.get((src, ks))
             want = details["files"].get(src, {}).get(ks, {})
             if record is None:
                 raise IntegrityError(f"the backup has no {ks} object for pod {src}")
-            ks_stage = posixpath.join(staging, ks)
-            cluster.sh(pod, 'mkdir -p "$1"', ks_stage, what="mkdir staging")
             chunks = iter_verified(catalog.store, catalog.object_key(manifest, record), record)
             cluster.executor.exec(
                 pod, cluster.container, ["tar", "xf", "-", "-C", ks_stage], stdin=chunks, timeout=cluster.exec_timeout
@@ -1018,8 +1022,7 @@ def restore(
             if not dirs:
                 continue
             listing = parse_listing(cluster.sh(pod, LIST_FILES_SCRIPT, ks_stage, *dirs, what="list staged files"))
-            got = group_snapshot_files(listing, tag)
-            if got != want:
+            if group_snapshot_files(listing, tag) != want:
                 raise IntegrityError(
                     f"staged files of {ks} in pod {pod.name} differ from the backup's file list",
                     hint="the pod's disk may be full; check the staging dir " + ks_stage,
@@ -1042,31 +1045,8 @@ def restore(
             checks: dict[str, str] = {}
             for ks in keyspaces:
                 want = details["files"].get(src, {}).get(ks, {})
-                ks_stage = posixpath.join(staging, ks)
-                live_ks = posixpath.join(cluster.data_dir, ks)
-                if mode == "refresh":
-                    pairs = [x for t, entry in sorted(want.items()) for x in (entry["dir"], current[ks][t])]
-                    if pairs:
-                        cluster.sh(pod, COPY_SCRIPT, ks_stage, tag, live_ks, *pairs, what=f"copy {ks} SSTables")
-                for table, entry in sorted(want.items()):
-                    if mode == "refresh":
-                        cluster.nodetool(pod, "refresh", "--", ks, table)
-                    else:
-                        snap = posixpath.join(ks_stage, entry["dir"], "snapshots", tag)
-                        cluster.sh(pod, PREPARE_IMPORT_SCRIPT, snap, what="prepare import")
-                        cluster.nodetool(pod, "import", "--", ks, table, snap)
-                        leftover = [
-                            p
-                            for p, _ in parse_listing(cluster.sh(pod, LIST_FILES_SCRIPT, snap, ".", what="list"))
-                            if p.endswith("Data.db")
-                        ]
-                        if leftover:
-                            raise IntegrityError(
-                                f"nodetool import left {len(leftover)} SSTable(s) of {ks}.{table} unimported in "
-                                f"pod {pod.name}",
-                                hint="see the Cassandra log of that pod (token ownership?)",
-                            )
-                    checks[f"{ks}.{table}"] = _post_load_check(cluster, pod, live_ks, current[ks][table], entry)
+                if want:
+                    checks.update(_load_keyspace(cluster, pod, ks, want, current[ks], staging, tag, mode))
             return checks
 
         loaded = parallel(load, list(mapping), cluster.parallel)
@@ -1093,23 +1073,56 @@ def restore(
     return result
 
 
-def _post_load_check(cluster: Cluster, pod: Pod, live_ks: str, table_dir: str, entry: dict[str, Any]) -> str:
-    """Compare the live table dir with the backup: ``exact``, ``rewritten`` (compaction/renames) or ``missing``."""
-    listing = parse_listing(cluster.sh(pod, LIST_FILES_SCRIPT, live_ks, table_dir, what="list table files"))
+def _load_keyspace(
+    cluster: Cluster,
+    pod: Pod,
+    ks: str,
+    want: dict[str, dict[str, Any]],
+    current: dict[str, str],
+    staging: str,
+    tag: str,
+    mode: str,
+) -> dict[str, str]:
+    """Load one pod's staged SSTables of ``ks`` into the current table dirs; return the post-load checks."""
+    ks_stage = posixpath.join(staging, ks)
+    live_ks = posixpath.join(cluster.data_dir, ks)
+    tables = sorted(want)
+    if mode == "refresh":
+        pairs = [x for t in tables for x in (want[t]["dir"], current[t])]
+        cluster.sh(pod, COPY_SCRIPT, ks_stage, tag, live_ks, *pairs, what=f"copy {ks} SSTables")
+        for table in tables:
+            cluster.nodetool(pod, "refresh", "--", ks, table)
+    else:
+        snaps = [posixpath.join(ks_stage, want[t]["dir"], "snapshots", tag) for t in tables]
+        cluster.sh(pod, PREPARE_IMPORT_SCRIPT, *snaps, what="prepare import")
+        for table, snap in zip(tables, snaps, strict=True):
+            cluster.nodetool(pod, "import", "--", ks, table, snap)
+        staged = [p for p, _ in parse_listing(cluster.sh(pod, LIST_FILES_SCRIPT, ks_stage, ".", what="list staged"))]
+        leftover = [p for p in staged if p.endswith("-Data.db")]
+        if leftover:
+            raise IntegrityError(
+                f"nodetool import left {len(leftover)} SSTable(s) of {ks} unimported in pod {pod.name}",
+                hint="see the Cassandra log of that pod (token ownership?)",
+            )
+    listing = parse_listing(
+        cluster.sh(pod, LIST_FILES_SCRIPT, live_ks, *(current[t] for t in tables), what="list table files")
+    )
+    return {f"{ks}.{t}": _post_load_check(pod, listing, current[t], want[t]) for t in tables}
+
+
+def _post_load_check(pod: Pod, listing: list[tuple[str, int]], table_dir: str, entry: dict[str, Any]) -> str:
+    """Compare a live table dir with the backup: ``exact``, ``rewritten`` (compaction/renames) or ``missing``."""
     live = Counter(
         (component_of(posixpath.basename(p)), size)
         for p, size in listing
-        if p.count("/") == 1 and posixpath.basename(p) not in NON_SSTABLE_FILES
+        if posixpath.dirname(p) == table_dir and posixpath.basename(p) not in NON_SSTABLE_FILES
     )
     backed_up = Counter(
         (component_of(rel), size) for rel, size in entry["files"] if "/" not in rel and rel not in NON_SSTABLE_FILES
     )
-    if not backed_up:
-        return "exact"
     if not (backed_up - live):
         return "exact"
-    has_data = any(c == "Data.db" for c, _ in live)
-    if not has_data and any(c == "Data.db" for c, _ in backed_up):
+    if not any(c == "Data.db" for c, _ in live) and any(c == "Data.db" for c, _ in backed_up):
         return "missing"
     get_logger().warning("table files differ from the backup after loading", pod=pod.name, table=table_dir)
     return "rewritten"

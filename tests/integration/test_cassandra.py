@@ -1,0 +1,309 @@
+"""Cassandra backup/restore/verify through ``--executor local:<root>`` against the stand-in cluster.
+
+The step runs as a real subprocess; pods are directories with stand-in ``nodetool``/``cqlsh`` and the
+real ``tar``/``sh``; the store is a real ``file://`` directory or moto's S3 server.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from steps.storage import open_store
+from steps.storage.catalog import Catalog
+from tests.fakes.cassandra import FakeCassandra
+from tests.harness import StepRun, run_step
+
+TENANT = "acme"
+RUN = "20260101T030000Z-c0ffee"
+TABLES = {
+    "users": "id uuid PRIMARY KEY, name text",
+    "events": "id timeuuid PRIMARY KEY, payload blob",
+    "empty_table": "id int PRIMARY KEY",
+}
+
+
+def make_cluster(root: Path, **kwargs: Any) -> FakeCassandra:
+    root.mkdir(parents=True, exist_ok=True)
+    return FakeCassandra(root, **kwargs)
+
+
+def populate(fc: FakeCassandra) -> FakeCassandra:
+    """Keyspaces atlas (3 tables, one empty) and audit (1 table), with SSTables on every pod."""
+    fc.create_keyspace("atlas", TABLES)
+    fc.create_keyspace("audit", {"log": "id int PRIMARY KEY, line text"})
+    fc.write_sstables("atlas", "users", generations=2)
+    fc.write_sstables("atlas", "events", generations=1, size=2_500_000)  # several 1 MiB exec chunks
+    fc.write_sstables("audit", "log", generations=1, size=5_000)
+    return fc
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> FakeCassandra:
+    """A fresh populated 3-pod cluster (for tests that break its tools)."""
+    return populate(make_cluster(tmp_path / "src"))
+
+
+@dataclass
+class BackedUp:
+    """A populated cluster, the files it had, and a file:// store holding its backup ``RUN``."""
+
+    cluster: FakeCassandra
+    store: str
+    store_dir: Path
+    files: dict[tuple[str, str, str], dict[str, bytes]]
+
+
+@pytest.fixture(scope="module")
+def backed_up(tmp_path_factory: pytest.TempPathFactory) -> BackedUp:
+    """One backup shared by the restore tests of this module (they must leave the cluster as they found it)."""
+    base = tmp_path_factory.mktemp("cassandra")
+    fc = populate(make_cluster(base / "src"))
+    store = f"file://{base / 'store'}"
+    files = snapshot_of_files(fc)
+    run = backup(fc, store)
+    assert run.code == 0, run.stderr[-2000:]
+    return BackedUp(fc, store, base / "store", files)
+
+
+def creds(fc: FakeCassandra) -> dict[str, str]:
+    assert fc.username and fc.password
+    return {"CASSANDRA_USERNAME": fc.username, "CASSANDRA_PASSWORD": fc.password}
+
+
+def step(fc: FakeCassandra, action: str, store: str, *args: str, env: dict[str, str] | None = None) -> StepRun:
+    return run_step(
+        "cassandra",
+        [action, "--tenant", TENANT, "--store", store, "--executor", fc.executor, "--data-dir", "data", *args],
+        env=creds(fc) if env is None else env,
+        timeout=120,
+    )
+
+
+def backup(fc: FakeCassandra, store: str, *args: str) -> StepRun:
+    return step(fc, "backup", store, "--run-id", RUN, "--keyspaces", "atlas,audit", *args)
+
+
+def snapshot_of_files(fc: FakeCassandra) -> dict[tuple[str, str, str], dict[str, bytes]]:
+    return {
+        (pod, ks, table): fc.files(pod, ks, table)
+        for pod in fc.pod_names
+        for ks, tables in (("atlas", TABLES), ("audit", {"log": ""}))
+        for table in tables
+    }
+
+
+def catalog(store: str) -> Catalog:
+    return Catalog(open_store(store), TENANT)
+
+
+def assert_clean(run: StepRun, fc: FakeCassandra) -> None:
+    """No credential in the step's output, logs, or in any argv/environment a pod process saw."""
+    assert fc.password
+    assert fc.password not in run.stdout + run.stderr
+    seen = "".join(fc.exec_log(pod) + json.dumps(fc.nodetool_calls(pod)) for pod in fc.pod_names)
+    assert "tenant-dr-cqlsh" in seen and "ARGV" in seen  # the logs really record what ran
+    assert fc.password not in seen
+    assert "CASSANDRA_PASSWORD" not in seen
+
+
+# ---- backup ------------------------------------------------------------------------------------
+
+
+def test_round_trip_into_a_new_cluster_with_new_table_ids(
+    source: FakeCassandra, store_url: str, tmp_path: Path
+) -> None:
+    before = snapshot_of_files(source)
+    run = backup(source, store_url)
+    assert run.code == 0, run.stderr[-2000:]
+    assert_clean(run, source)
+
+    # the manifest names one object per pod and keyspace, and each really is that pod's snapshot tar
+    cat = catalog(store_url)
+    manifest = cat.read_manifest(RUN, "cassandra")
+    tars = [o for o in manifest.objects if o.meta.get("kind") == "sstables"]
+    assert sorted((o.meta["pod"], o.meta["keyspace"]) for o in tars) == sorted(
+        (p, ks) for p in source.pod_names for ks in ("atlas", "audit")
+    )
+    for obj in tars:
+        data = (
+            zstandard.ZstdDecompressor().decompressobj().decompress(cat.store.get_bytes(cat.object_key(manifest, obj)))
+        )
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            members = {m.name: m.size for m in tar.getmembers() if m.isfile()}
+        listed = {
+            f"{entry['dir']}/snapshots/{manifest.details['tag']}/{rel}": size
+            for entry in manifest.details["files"][obj.meta["pod"]][obj.meta["keyspace"]].values()
+            for rel, size in entry["files"]
+        }
+        assert members == listed
+    users = manifest.details["files"]["cassandra-1"]["atlas"]["users"]
+    assert users["dir"] == source.table_dir("cassandra-1", "atlas", "users").name
+    assert {rel: size for rel, size in users["files"] if rel not in ("manifest.json", "schema.cql")} == {
+        name: len(data) for name, data in before["cassandra-1", "atlas", "users"].items()
+    }
+    assert manifest.fingerprints["tables_per_keyspace"] == {"atlas": sorted(TABLES), "audit": ["log"]}
+    assert set(manifest.details["schema"]) == {"atlas", "audit"}
+    assert set(manifest.details["token_map"]) == set(source.pod_names)
+    assert all(t["tokens"] == 4 for t in manifest.details["token_map"].values())
+    # snapshots were taken on every pod and cleared again
+    assert source.snapshot_dirs() == []
+    for pod in source.pod_names:
+        verbs = [c[0] for c in source.nodetool_calls(pod)]
+        assert "snapshot" in verbs and "clearsnapshot" in verbs
+    again = backup(source, store_url)  # idempotent: a finished run is not redone
+    assert again.code == 0 and again.result["skipped"] == "already complete"
+
+    # restore into a new cluster: same pod names and tokens, keyspaces missing
+    target = make_cluster(tmp_path / "dst")
+    plan = step(target, "restore", store_url)
+    assert plan.code == 0, plan.stderr[-2000:]
+    assert plan.result["dry_run"] is True
+    assert plan.result["plan"]["schema"] == {"atlas": "create", "audit": "create"}
+    assert target.state()["keyspaces"] == {}  # the plan changed nothing
+
+    run = step(target, "restore", store_url, "--confirm")
+    assert run.code == 0, run.stderr[-2000:]
+    assert_clean(run, target)
+    for (pod, ks, table), files in before.items():
+        assert target.table_dir(pod, ks, table).name != source.table_dir(pod, ks, table).name  # new table ids
+        assert target.files(pod, ks, table) == files  # byte-identical SSTables on the same pod
+    for pod in target.pod_names:
+        refreshed = sorted(c[1:] for c in target.nodetool_calls(pod) if c[0] == "refresh")
+        assert refreshed == sorted(["--", ks, t] for (p, ks, t) in before if p == pod)
+        assert not (target.pod_dir(pod) / "tenant-dr-restore" / RUN).exists()  # staging removed
+    assert set(run.result["post_load"].values()) == {"exact"}
+    assert [s for s in target.cql_statements() if s.startswith("TRUNCATE")] == [
+        f"TRUNCATE {ks}.{t}" for ks, ts in (("atlas", sorted(TABLES)), ("audit", ["log"])) for t in ts
+    ]
+
+
+def test_failing_tar_in_one_pod_clears_snapshots_and_leaves_no_manifest(source: FakeCassandra, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    source.replace_tool(
+        "cassandra-1", "tar", '#!/bin/sh\n/usr/bin/tar "$@"\necho "tar: data/atlas: read error" >&2\nexit 2\n'
+    )
+    run = backup(source, store)
+    assert run.code == 1
+    assert "tar of atlas in pod cassandra-1 failed with exit code 2" in run.error
+    assert "\n" not in run.error
+    assert not catalog(store).has_manifest(RUN, "cassandra")
+    assert not list((tmp_path / "store").rglob("cassandra-1/atlas.tar.zst*"))  # the upload was aborted
+    assert source.snapshot_dirs() == []
+    for pod in source.pod_names:
+        assert any(c[0] == "clearsnapshot" for c in source.nodetool_calls(pod))
+
+    source.replace_tool("cassandra-1", "tar", '#!/bin/sh\nexec /usr/bin/tar "$@"\n')
+    source.replace_tool("cassandra-2", "tar", "#!/bin/sh\nexec sleep 60\n")  # a hanging exec
+    hung = backup(source, store, "--exec-timeout", "2")
+    assert hung.code == 1 and "cassandra-2" in hung.error
+    assert not catalog(store).has_manifest(RUN, "cassandra")
+    assert source.snapshot_dirs() == []
+
+
+def test_bad_inputs_give_one_line_and_exit_code(backed_up: BackedUp, tmp_path: Path) -> None:
+    fc, store = backed_up.cluster, f"file://{tmp_path / 'store'}"
+    no_pods = backup(fc, store, "--selector", "app=nope")
+    assert no_pods.code == 2 and "no pods match 'app=nope'" in no_pods.error
+    unknown = step(fc, "backup", store, "--run-id", RUN, "--keyspaces", "nope")
+    assert unknown.code == 2 and "keyspace nope does not exist" in unknown.error
+    wrong = step(fc, "backup", store, "--run-id", RUN, env={**creds(fc), "CASSANDRA_PASSWORD": "wrong-pass"})
+    assert wrong.code == 2 and "authentication failed" in wrong.error
+    bad_exec = run_step("cassandra", ["backup", "--tenant", TENANT, "--store", store, "--executor", "ssh:x"])
+    assert bad_exec.code == 2 and "executor 'ssh:x' is unknown" in bad_exec.error
+    assert fc.snapshot_dirs() == []
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("manifest.json"))
+
+
+# ---- restore ------------------------------------------------------------------------------------
+
+
+def test_restore_into_the_same_cluster_replaces_newer_data(backed_up: BackedUp) -> None:
+    fc = backed_up.cluster
+    fc.write_sstables("atlas", "users", generations=1, seed=7)  # data written after the backup
+    fc.write_sstables("atlas", "empty_table", generations=1, seed=7)
+    run = step(fc, "restore", backed_up.store, "--confirm", "--keyspaces", "atlas")
+    assert run.code == 0, run.stderr[-2000:]
+    assert snapshot_of_files(fc) == backed_up.files
+    verify = run_step("cassandra", ["verify", "--tenant", TENANT, "--store", backed_up.store])
+    assert verify.code == 0 and verify.result["files"] == 3 * 36  # per pod: 4 tables, 4 SSTables x 7 files + 8
+
+
+def test_import_is_used_on_cassandra_4(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    src = make_cluster(tmp_path / "src", version="4.1.3")
+    src.create_keyspace("atlas", {"users": TABLES["users"]})
+    src.write_sstables("atlas", "users", generations=2)
+    before = {p: src.files(p, "atlas", "users") for p in src.pod_names}
+    assert step(src, "backup", store, "--run-id", RUN).code == 0
+    dst = make_cluster(tmp_path / "dst", version="4.1.3")
+    dst.create_keyspace("atlas", {"users": TABLES["users"]})
+    dst.write_sstables("atlas", "users", generations=3, seed=9)  # existing data: truncated, generations move on
+    run = step(dst, "restore", store, "--confirm")
+    assert run.code == 0, run.stderr[-2000:]
+    assert run.result["plan"]["load"] == "import"
+    for pod in dst.pod_names:
+        assert any(c[0] == "import" for c in dst.nodetool_calls(pod))
+        # import renames generations: compare the contents per component
+        got = Counter((n.rsplit("-", 1)[-1], d) for n, d in dst.files(pod, "atlas", "users").items())
+        assert got == Counter((n.rsplit("-", 1)[-1], d) for n, d in before[pod].items())
+
+
+def test_schema_hash_mismatch_is_refused(backed_up: BackedUp, tmp_path: Path) -> None:
+    target = make_cluster(tmp_path / "dst")
+    target.create_keyspace("atlas", {**TABLES, "users": "id uuid PRIMARY KEY, name text, email text"})
+    target.write_sstables("atlas", "users", generations=1, seed=5)
+    before = {p: target.files(p, "atlas", "users") for p in target.pod_names}
+    for extra in ([], ["--confirm"]):
+        run = step(target, "restore", backed_up.store, "--keyspaces", "atlas", *extra)
+        assert run.code == 3
+        assert "schema of keyspace(s) atlas differs" in run.error and "--force-schema" in run.error
+    assert not [s for s in target.cql_statements() if s.startswith("TRUNCATE")]
+    assert {p: target.files(p, "atlas", "users") for p in target.pod_names} == before
+
+
+def test_pod_count_mismatch_is_refused(backed_up: BackedUp, tmp_path: Path) -> None:
+    target = make_cluster(tmp_path / "dst", pods=2)
+    run = step(target, "restore", backed_up.store, "--confirm")
+    assert run.code == 3
+    assert "backup has 3 Cassandra pods" in run.error and "same number of pods" in run.error
+    assert target.state()["keyspaces"] == {}
+    assert not any(s.startswith(("CREATE", "TRUNCATE")) for s in target.cql_statements())
+
+
+def test_token_change_is_refused_unless_allowed(backed_up: BackedUp, tmp_path: Path) -> None:
+    target = make_cluster(tmp_path / "dst", token_seed=2)
+    refused = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit")
+    assert refused.code == 3 and "tokens differ" in refused.error
+    assert target.state()["keyspaces"] == {}
+    allowed = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit", "--allow-token-change")
+    assert allowed.code == 0, allowed.stderr[-2000:]
+    assert all(target.files(p, "audit", "log") == backed_up.files[p, "audit", "log"] for p in target.pod_names)
+
+
+def test_corrupted_object_exits_3_before_any_truncate(backed_up: BackedUp, tmp_path: Path) -> None:
+    fc = backed_up.cluster
+    shutil.copytree(backed_up.store_dir, tmp_path / "store")
+    store = f"file://{tmp_path / 'store'}"
+    victim = next((tmp_path / "store").rglob("cassandra-2/atlas.tar.zst"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.chmod(0o644)
+    victim.write_bytes(bytes(data))
+    truncates = len([s for s in fc.cql_statements() if s.startswith("TRUNCATE")])
+    run = step(fc, "restore", store, "--confirm")
+    assert run.code == 3
+    assert "atlas.tar.zst" in run.error
+    assert len([s for s in fc.cql_statements() if s.startswith("TRUNCATE")]) == truncates
+    assert snapshot_of_files(fc) == backed_up.files
+    verify = run_step("cassandra", ["verify", "--tenant", TENANT, "--store", store])
+    assert verify.code == 3 and "atlas.tar.zst" in verify.error
