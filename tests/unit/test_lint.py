@@ -249,14 +249,20 @@ def test_enum_without_its_default(dist: Path) -> None:
 
 
 def test_unresolved_input_parameter(dist: Path) -> None:
-    edit(dist, f"{BACKUP}/atlas-redis-backup.yaml", lambda d: set_arg(d, "backup", "{{inputs.parameters.run-id}}",
-                                                                      "{{inputs.parameters.runid}}"))  # fmt: skip
+    edit(
+        dist,
+        f"{BACKUP}/atlas-redis-backup.yaml",
+        lambda d: set_arg(d, "backup", "{{inputs.parameters.run-id}}", "{{inputs.parameters.runid}}"),
+    )
     assert_reported(dist, "templates.backup: {{inputs.parameters.runid}}: no input parameter 'runid'")
 
 
 def test_undeclared_workflow_parameter(dist: Path) -> None:
-    edit(dist, f"{RESTORE}/atlas-redis-restore.yaml", lambda d: set_arg(d, "plan", "{{inputs.parameters.run-id}}",
-                                                                       "{{workflow.parameters.runid}}"))  # fmt: skip
+    edit(
+        dist,
+        f"{RESTORE}/atlas-redis-restore.yaml",
+        lambda d: set_arg(d, "plan", "{{inputs.parameters.run-id}}", "{{workflow.parameters.runid}}"),
+    )
     assert_reported(dist, "{{workflow.parameters.runid}}: 'runid' is not a declared workflow parameter")
 
 
@@ -274,20 +280,31 @@ def test_task_output_without_dependency(dist: Path) -> None:
 
 
 def test_tasks_variable_outside_a_dag(dist: Path) -> None:
-    edit(dist, f"{BACKUP}/atlas-redis-backup.yaml", lambda d: set_arg(d, "backup", "{{inputs.parameters.run-id}}",
-                                                                      "{{tasks.new-run-id.outputs.parameters.run-id}}"))  # fmt: skip
+    edit(
+        dist,
+        f"{BACKUP}/atlas-redis-backup.yaml",
+        lambda d: set_arg(
+            d, "backup", "{{inputs.parameters.run-id}}", "{{tasks.new-run-id.outputs.parameters.run-id}}"
+        ),
+    )
     assert_reported(dist, "tasks.* only resolves inside a DAG")
 
 
 def test_missing_and_unknown_arguments_of_a_call(dist: Path) -> None:
-    edit(dist, f"{BACKUP}/atlas-backup-all.yaml",
-         lambda d: task(d, "main", "redis")["arguments"]["parameters"][0].update(name="runid"))  # fmt: skip
+    edit(
+        dist,
+        f"{BACKUP}/atlas-backup-all.yaml",
+        lambda d: task(d, "main", "redis")["arguments"]["parameters"][0].update(name="runid"),
+    )
     assert_reported(dist, "input parameter 'run-id' of 'backup' is not supplied", "passes 'runid'")
 
 
 def test_invalid_cron_and_timezone(dist: Path) -> None:
-    edit(dist, "atlas-backup/cronworkflows/atlas-backup-daily.yaml",
-         lambda d: d["spec"].update(schedules=["0 3 * *"], timezone="Mars/Olympus", concurrencyPolicy="Never"))  # fmt: skip
+    edit(
+        dist,
+        "atlas-backup/cronworkflows/atlas-backup-daily.yaml",
+        lambda d: d["spec"].update(schedules=["0 3 * *"], timezone="Mars/Olympus", concurrencyPolicy="Never"),
+    )
     assert_reported(
         dist,
         "schedule '0 3 * *' is not a valid 5-field cron expression",
@@ -297,8 +314,11 @@ def test_invalid_cron_and_timezone(dist: Path) -> None:
 
 
 def test_cron_workflow_template_ref_missing(dist: Path) -> None:
-    edit(dist, "atlas-backup/cronworkflows/atlas-backup-daily.yaml",
-         lambda d: d["spec"]["workflowSpec"]["workflowTemplateRef"].update(name="atlas-backup-al"))  # fmt: skip
+    edit(
+        dist,
+        "atlas-backup/cronworkflows/atlas-backup-daily.yaml",
+        lambda d: d["spec"]["workflowSpec"]["workflowTemplateRef"].update(name="atlas-backup-al"),
+    )
     assert_reported(dist, "workflowTemplateRef 'atlas-backup-al': WorkflowTemplate not in the bundle")
 
 
@@ -308,8 +328,11 @@ def test_deadline_on_a_dag(dist: Path) -> None:
 
 
 def test_bad_metric_name(dist: Path) -> None:
-    edit(dist, f"{BACKUP}/atlas-backup-all.yaml",
-         lambda d: d["spec"]["metrics"]["prometheus"][0].update(name="tenant-dr:duration"))  # fmt: skip
+    edit(
+        dist,
+        f"{BACKUP}/atlas-backup-all.yaml",
+        lambda d: d["spec"]["metrics"]["prometheus"][0].update(name="tenant-dr:duration"),
+    )
     assert_reported(dist, "metric name 'tenant-dr:duration' is not a Prometheus name")
 
 
@@ -401,18 +424,27 @@ def test_enum_choice_the_step_rejects(dist: Path) -> None:
 
 
 def test_unknown_step_module(dist: Path) -> None:
-    edit(dist, f"{BACKUP}/atlas-redis-backup.yaml",
-         lambda d: template(d, "backup")["container"].update(command=["python", "-m", "steps.redys"]))  # fmt: skip
+    edit(
+        dist,
+        f"{BACKUP}/atlas-redis-backup.yaml",
+        lambda d: template(d, "backup")["container"].update(command=["python", "-m", "steps.redys"]),
+    )
     assert_reported(dist, "python -m steps.redys: cannot import the step module")
 
 
 def test_image_without_dockerfile(dist: Path) -> None:
-    edit(dist, f"{BACKUP}/atlas-redis-backup.yaml",
-         lambda d: template(d, "backup")["container"].update(image="ghcr.io/tenant-dr/tenant-dr-keydb:0.1.0"))  # fmt: skip
+    edit(
+        dist,
+        f"{BACKUP}/atlas-redis-backup.yaml",
+        lambda d: template(d, "backup")["container"].update(image="ghcr.io/tenant-dr/tenant-dr-keydb:0.1.0"),
+    )
     assert_reported(dist, "images/keydb/Dockerfile does not exist")
 
 
 def test_module_in_the_wrong_image(dist: Path) -> None:
-    edit(dist, f"{BACKUP}/atlas-postgres-backup.yaml",
-         lambda d: template(d, "backup")["container"].update(image="ghcr.io/tenant-dr/tenant-dr-base:0.1.0"))  # fmt: skip
+    edit(
+        dist,
+        f"{BACKUP}/atlas-postgres-backup.yaml",
+        lambda d: template(d, "backup")["container"].update(image="ghcr.io/tenant-dr/tenant-dr-base:0.1.0"),
+    )
     assert_reported(dist, "steps.postgres runs in image 'postgres' (images.yaml), not 'base'")
