@@ -41,7 +41,8 @@ DEFAULT_REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': '3'}"
 
 
 def _load(cluster_dir: Path) -> dict[str, Any]:
-    return json.loads((cluster_dir / "state.json").read_text())
+    state: dict[str, Any] = json.loads((cluster_dir / "state.json").read_text())
+    return state
 
 
 def _save(cluster_dir: Path, state: dict[str, Any]) -> None:
