@@ -587,7 +587,7 @@ def _check_template(bundle: Bundle, doc: Doc, tmpl: dict[str, Any], workflow_par
     deadline = tmpl.get("activeDeadlineSeconds")
     if deadline is not None and not (
         (isinstance(deadline, int) and deadline > 0)
-        or (isinstance(deadline, str) and (deadline.isdigit() and int(deadline) > 0 or TAG.fullmatch(deadline)))
+        or (isinstance(deadline, str) and ((deadline.isdigit() and int(deadline) > 0) or TAG.fullmatch(deadline)))
     ):
         bundle.add(doc, f"{where}: activeDeadlineSeconds {deadline!r} is not a positive integer or a variable")
     if "activeDeadlineSeconds" in tmpl and not leaf:

@@ -12,6 +12,7 @@ from hera.workflows import models as m
 from workflows.config import TenantConfig
 from workflows.templates.common import (
     DEADLINE_CATALOG,
+    Param,
     Step,
     catalog_step,
     exit_handler,
@@ -23,9 +24,10 @@ from workflows.templates.common import (
     store_flags,
     workflow_kwargs,
 )
-from workflows.templates.component import RUN_ID_INPUT, ComponentWiring, backup_name
+from workflows.templates.component import ComponentWiring, backup_name
 
 RUN_ID = "{{tasks.new-run-id.outputs.parameters.run-id}}"
+SEAL_RUN_ID = Param("run-id", "Run to seal once every component's manifest is there.")
 
 
 def backup_all_name(cfg: TenantConfig) -> str:
@@ -75,8 +77,8 @@ def backup_all_template(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Wo
                 cfg,
                 "seal",
                 "seal",
-                [("--run-id", RUN_ID_INPUT.ref), ("--components", ",".join(components))],
-                inputs=[RUN_ID_INPUT],
+                [("--run-id", SEAL_RUN_ID.ref), ("--components", ",".join(components))],
+                inputs=[SEAL_RUN_ID],
             ),
         )
         prune = step_container(cfg, catalog_step(cfg, "prune", "prune", retention))
