@@ -1051,11 +1051,7 @@ def restore(
 
         loaded = parallel(load, list(mapping), cluster.parallel)
     finally:
-        parallel(
-            lambda p: cluster.sh(p, 'rm -rf "$1"', staging, what="remove staging dir"),
-            list(mapping.values()),
-            cluster.parallel,
-        )
+        _remove_staging(cluster, list(mapping.values()), staging)
     checks = {f"{src}:{k}": v for src, c in zip(mapping, loaded, strict=True) for k, v in c.items()}
     empty = sorted(k for k, v in checks.items() if v == "missing")
     if empty:
@@ -1071,6 +1067,18 @@ def restore(
         }
     )
     return result
+
+
+def _remove_staging(cluster: Cluster, pods: list[Pod], staging: str) -> None:
+    """Best effort: delete the staging dir on every pod (a failure is logged, never masks the real error)."""
+
+    def remove(pod: Pod) -> None:
+        try:
+            cluster.sh(pod, 'rm -rf "$1"', staging, what="remove staging dir")
+        except StepError as exc:
+            get_logger().warning("could not remove the staging dir", pod=pod.name, dir=staging, error=str(exc))
+
+    parallel(remove, pods, cluster.parallel)
 
 
 def _load_keyspace(
