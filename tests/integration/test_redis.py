@@ -1,0 +1,210 @@
+"""``python -m steps.redis`` against real redis-server processes, through the CLI (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from steps.storage import open_store
+from steps.storage.catalog import Catalog
+from tests.harness import RedisServer, StepRun, free_port, redis_server, run_step
+from tests.integration.postgres_redis_support import CmdlineWatch, corrupt_middle
+
+TENANT = "acme"
+
+
+def step(srv: RedisServer, store: str, *args: str, env: dict[str, str] | None = None) -> StepRun:
+    common = ["--tenant", TENANT, "--store", store, "--url", srv.url]
+    return run_step("redis", [args[0], *common, *args[1:]], env={"REDIS_PASSWORD": srv.password or "", **(env or {})})
+
+
+def seed(srv: RedisServer) -> None:
+    """Every type in every one of the 16 databases, some keys with TTLs."""
+    for db in range(16):
+        r = srv.client(db)
+        r.flushdb()
+        pipe = r.pipeline(transaction=False)
+        for i in range(40):
+            pipe.set(f"str:{i}", f"value-{db}-{i}" * (i % 5 + 1))
+        pipe.set("int", 12345)
+        pipe.set(b"bin\x00\xff", bytes(range(256)))
+        pipe.hset("hash:small", mapping={"a": 1, "b": "two"})
+        pipe.hset("hash:big", mapping={f"f{i}": "x" * 80 for i in range(300)})
+        pipe.rpush("list:small", *range(10))
+        pipe.rpush("list:big", *[f"item-{i}" * 10 for i in range(1000)])
+        pipe.sadd("set:int", *range(50))
+        pipe.sadd("set:str", *[f"m{i}" for i in range(200)])
+        pipe.zadd("zset:small", {"a": 1.5, "b": -2})
+        pipe.zadd("zset:big", {f"m{i}": i / 3 for i in range(500)})
+        pipe.xadd("stream", {"field": "v1"})
+        pipe.xadd("stream", {"field": "v2", "other": "x"})
+        pipe.set("ttl:long", "expires later", ex=3600)
+        pipe.hset("ttl:hash", mapping={"k": "v"})
+        pipe.expire("ttl:hash", 7200)
+        pipe.execute()
+        r.xgroup_create("stream", "workers", id="0")
+        r.xreadgroup("workers", "alice", {"stream": ">"}, count=1)
+
+
+def content(r: Any, key: bytes) -> Any:
+    """Order-independent logical content of a key."""
+    kind = r.type(key).decode()
+    if kind == "hash":
+        return sorted(r.hgetall(key).items())
+    if kind == "set":
+        return sorted(r.smembers(key))
+    if kind == "stream":
+        return r.xrange(key), [(g["name"], g["pending"], g["last-delivered-id"]) for g in r.xinfo_groups(key)]
+    return None  # string, list, zset: DUMP is canonical
+
+
+def snapshot(srv: RedisServer) -> dict[tuple[int, bytes], tuple[bytes, int, str, Any]]:
+    """Every key's DUMP payload, PTTL, encoding and logical content, all databases."""
+    out: dict[tuple[int, bytes], tuple[bytes, int, str, Any]] = {}
+    for db in range(16):
+        r = srv.client(db)
+        for key in r.scan_iter(count=1000):
+            out[(db, key)] = (r.dump(key), r.pttl(key), r.object("encoding", key).decode(), content(r, key))
+    return out
+
+
+def assert_same(expected: dict[Any, tuple[bytes, int, str, Any]], got: dict[Any, tuple[bytes, int, str, Any]]) -> None:
+    assert set(got) == set(expected)
+    for key, (payload, ttl, encoding, logical) in expected.items():
+        assert got[key][2:] == (encoding, logical), key
+        if encoding != "hashtable":
+            # hashtable-encoded hashes/sets serialise in dict iteration order, which differs between
+            # servers; their content is compared above instead
+            assert got[key][0] == payload, key
+        if ttl < 0:
+            assert got[key][1] == ttl, key
+        else:
+            assert 0 < got[key][1] <= ttl and ttl - got[key][1] < 60_000, key  # TTL kept, within a minute
+
+
+@pytest.fixture
+def source(redis_srv: RedisServer) -> RedisServer:
+    redis_srv.client().config_set("repl-diskless-sync-delay", 0)
+    seed(redis_srv)
+    return redis_srv
+
+
+@pytest.fixture(scope="module")
+def target() -> Any:
+    with redis_server(password="target-Redis-pw-0b") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize(("backend", "transfer"), [("file", "diskless"), ("s3", "disk")])
+def test_round_trip_every_key_identical(
+    source: RedisServer,
+    target: RedisServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    backend: str,
+    transfer: str,
+) -> None:
+    store_url = f"file://{tmp_path / 'store'}" if backend == "file" else f"s3://{request.getfixturevalue('bucket')}/rd"
+    source.client().config_set("repl-diskless-sync", "yes" if transfer == "diskless" else "no")
+    expected = snapshot(source)
+    backup = step(source, store_url, "backup")
+    assert backup.code == 0, backup.stdout + backup.stderr
+    assert backup.result["transfer"] == transfer and backup.result["rdb_version"] >= 9
+    manifest = Catalog(open_store(store_url), TENANT).read_manifest(backup.result["run_id"], "redis")
+    dbs = manifest.fingerprints["databases"]
+    assert sorted(dbs, key=int) == [str(i) for i in range(16)]
+    assert dbs["7"]["types"] == {"hash": 3, "list": 2, "set": 2, "stream": 1, "string": 43, "zset": 2}
+    assert dbs["7"]["keys"] == 53 and dbs["7"]["expires"] == 2
+    assert manifest.objects[0].sha256 and manifest.source["rdb_version"] == backup.result["rdb_version"]
+
+    target.client(3).set("stale", "removed by --flush")
+    restored = step(target, store_url, "restore", "--flush", "--confirm")
+    assert restored.code == 0, restored.stdout + restored.stderr
+    assert_same(expected, snapshot(target))
+    verify = step(target, store_url, "verify")
+    assert verify.code == 0, verify.stdout
+
+
+def test_restore_without_flush_keeps_other_keys_and_plan_changes_nothing(
+    source: RedisServer, target: RedisServer, tmp_path: Path
+) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    assert step(source, store, "backup").code == 0
+    for db in range(16):
+        target.client(db).flushdb()
+    target.client(5).set("mine", "keep me")
+    target.client(5).set("str:1", "overwritten by the restore")
+
+    plan = step(target, store, "restore", "--flush")
+    assert plan.code == 0 and plan.result["dry_run"] is True and plan.result["plan"]["flush"] is True
+    assert target.client(5).dbsize() == 2  # nothing happened without --confirm
+
+    merged = step(target, store, "restore", "--confirm")
+    assert merged.code == 0, merged.stdout
+    assert target.client(5).get("mine") == b"keep me"
+    assert target.client(5).get("str:1") == source.client(5).get("str:1")
+    assert target.client(5).dbsize() == source.client(5).dbsize() + 1
+
+    drift = step(target, store, "verify")  # the extra key is a difference against the manifest
+    assert drift.code == 3 and "db5 keys: 54, expected 53" in drift.error
+
+
+def test_corrupted_rdb_exits_3_and_leaves_target_untouched(
+    source: RedisServer, target: RedisServer, tmp_path: Path
+) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    backup = step(source, store, "backup")
+    assert backup.code == 0
+    catalog = Catalog(open_store(store), TENANT)
+    manifest = catalog.read_manifest(backup.result["run_id"], "redis")
+    corrupt_middle(tmp_path / "store" / catalog.object_key(manifest, manifest.objects[0]))
+    for db in range(16):
+        target.client(db).flushdb()
+    target.client(0).set("precious", "still here")
+    result = step(target, store, "restore", "--flush", "--confirm")
+    assert result.code == 3
+    assert "corrupt" in result.error or "does not match its manifest" in result.error
+    assert target.client(0).get("precious") == b"still here" and target.client(0).dbsize() == 1
+
+
+def test_auth_errors_unreachable_and_missing_run(source: RedisServer, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    wrong = step(source, store, "backup", env={"REDIS_PASSWORD": "wrong-password-1"})
+    assert wrong.code == 2 and "\n" not in wrong.error
+    assert "wrong-password-1" not in wrong.stdout + wrong.stderr
+    args = ["--tenant", TENANT, "--store", store, "--url", f"redis://127.0.0.1:{free_port()}"]
+    down = run_step("redis", ["backup", *args])
+    assert down.code == 1 and "cannot reach Redis" in down.error and "\n" not in down.error
+
+    backup = step(source, store, "backup")
+    assert backup.code == 0
+    missing = step(source, store, "restore", "--run-id", "20200101T000000Z-abcdef", "--confirm")
+    assert missing.code == 3
+    assert "not found" in missing.error and backup.result["run_id"] in missing.error
+
+
+def test_no_password_in_logs_or_process_arguments(source: RedisServer, target: RedisServer, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    pwfile = tmp_path / "pw"
+    pwfile.write_text(str(source.password))
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"}
+    with CmdlineWatch() as watch:
+        backup = run_step(
+            "redis",
+            ["backup", "--tenant", TENANT, "--store", store, "--url", source.url, "--password-file", str(pwfile)],
+            env=env,
+        )
+        restore = step(target, store, "restore", "--confirm", "--flush")
+    assert backup.code == 0 and restore.code == 0, restore.stdout
+    known = {f"127.0.0.1:{source.port}", f"127.0.0.1:{target.port}"}
+    ephemeral = [c for c in watch.matching("redis-server") if not any(k in c for k in known)]
+    assert ephemeral  # the step's own redis-server was seen (its argv is a config file path)
+    for secret in (str(source.password), str(target.password)):
+        assert not watch.matching(secret)
+        for run in (backup, restore):
+            assert secret not in run.stdout + run.stderr
+            assert all(secret not in json.dumps(line) for line in run.logs)
