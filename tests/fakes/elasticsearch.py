@@ -240,6 +240,36 @@ class FakeElasticsearch:
             self.indices[name] = FakeIndex(name, docs, primaries, replicas, **kw)
             return self.indices[name]
 
+    def add_repository(self, name: str, bucket: str, base_path: str, **settings: Any) -> None:
+        """Register an S3 repository directly (as if done earlier through the API)."""
+        with self.lock:
+            self.repositories[name] = {"type": "s3", "settings": {"bucket": bucket, "base_path": base_path, **settings}}
+
+    def add_snapshot(
+        self, repository: str, name: str, *, state: str = "SUCCESS", age_days: float = 0, **metadata: Any
+    ) -> FakeSnapshot:
+        """Put a finished snapshot of the current open indices into a repository, ``age_days`` old."""
+        with self.lock:
+            contents = {n: FakeIndex(n, i.docs, i.primaries, i.replicas) for n, i in self.indices.items()}
+            start = int((time.time() - age_days * 86400) * 1000)
+            snap = FakeSnapshot(
+                name=name,
+                uuid=uuid.uuid4().hex[:22],
+                version=self.version,
+                indices=sorted(contents),
+                contents=contents,
+                include_global_state=True,
+                metadata=metadata,
+                start_ms=start,
+                outcome=state,
+                failed_index=None,
+                polls_left=0,
+                state=state,
+                end_ms=start + 1000,
+            )
+            self.snapshots(repository)[name] = snap
+            return snap
+
     def snapshots(self, repository: str) -> dict[str, FakeSnapshot]:
         """Snapshots visible through a registered repository."""
         return self.blobstore.at(self.repositories[repository]["settings"])
@@ -598,7 +628,7 @@ class FakeElasticsearch:
             if key in settings:
                 settings[key] = str(settings[key]).lower()
         self.repositories[repo] = {"type": rtype, "settings": settings}
-        if q.get("verify", "true") != "false" and settings.get("readonly") != "true":
+        if q.get("verify", "true") != "false":
             self._verify(repo)
         return {"acknowledged": True}
 
