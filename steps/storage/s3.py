@@ -7,6 +7,8 @@ memory stay below ``max_buffer`` (s3transfer buffers up to ``chunksize x 10`` fo
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -71,6 +73,19 @@ def capacity(base: int) -> int:
     return sum(part_size_for(n, base) for n in range(1, MAX_PARTS + 1))
 
 
+def _md5(data: bytes) -> str:
+    """Content-MD5 header value: transport integrity everywhere, and required by Object Lock buckets."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A timeout from the environment (seconds), or ``default`` when unset or not a number."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(
         exc,
@@ -106,8 +121,8 @@ class S3Store(ObjectStore):
             checksums = "when_required" if endpoint else "when_supported"
         config = Config(
             retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=120,
+            connect_timeout=_env_seconds("TENANT_DR_S3_CONNECT_TIMEOUT", 10),
+            read_timeout=_env_seconds("TENANT_DR_S3_READ_TIMEOUT", 120),
             max_pool_connections=16,
             request_checksum_calculation=checksums,
             response_checksum_validation=checksums,
@@ -190,7 +205,13 @@ class S3Store(ObjectStore):
         what = f"write {self.url}/{key}"
         if self.head(key) is not None:
             raise ObjectExists(f"{what}: object already exists; backups never overwrite objects")
-        args = {"Bucket": self.settings.bucket, "Key": self._key(key), "Body": data, **self._sse_args()}
+        args = {
+            "Bucket": self.settings.bucket,
+            "Key": self._key(key),
+            "Body": data,
+            "ContentMD5": _md5(data),
+            **self._sse_args(),
+        }
         try:
             _io_retry(self.client.put_object)(IfNoneMatch="*", **args)
         except botocore.exceptions.ClientError as exc:
@@ -233,7 +254,12 @@ class S3Store(ObjectStore):
                 resp = self._call(
                     f"{what} part {number}",
                     lambda: self.client.upload_part(
-                        Bucket=bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=held[0]
+                        Bucket=bucket,
+                        Key=full,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=held[0],
+                        ContentMD5=_md5(held[0]),
                     ),
                 )
                 return {"PartNumber": number, "ETag": resp["ETag"]}
