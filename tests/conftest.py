@@ -11,6 +11,9 @@ import pytest
 
 from tests.harness import PostgresServer, RedisServer, S3Server, postgres_server, redis_server, s3_server
 
+# Fixtures of the HTTP-level fakes (fake_kube, fake_kube_factory, ...).
+pytest_plugins = ["tests.fakes.kube"]
+
 # Fake credentials for moto; no real AWS is ever contacted (AWS_ENDPOINT_URL points at moto).
 os.environ.update(
     {

@@ -1,0 +1,426 @@
+"""``python -m steps.argo``: back up and restore a tenant's Argo Workflows resources.
+
+Backup exports WorkflowTemplates and CronWorkflows of one namespace, optionally the cluster's
+ClusterWorkflowTemplates, and the namespace's ConfigMaps matching a label selector, with
+server-only fields stripped, as ``kind: List`` JSON documents (one per kind) in the catalog.
+Restore re-applies them with server-side apply; CronWorkflows stay suspended until every object
+is in place and then get their backed-up ``suspend`` value back.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from steps.kubeapi import call_json, kube_options, load_api_client
+from steps.runtime import (
+    IntegrityError,
+    StepError,
+    TransientError,
+    action,
+    component,
+    confirm_option,
+    get_logger,
+    run_id_option,
+    write_output,
+)
+from steps.storage.catalog import Catalog, new_run_id
+from steps.storage.manifest import ComponentManifest, ObjectRecord, utcnow
+from steps.storage.options import catalog_options
+from steps.storage.stream import iter_verified
+
+COMPONENT = "argo"
+FIELD_MANAGER = "tenant-dr"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+PAGE = 500
+DEFAULT_CONFIGMAP_SELECTOR = "workflows.argoproj.io/configmap-type=Parameter"
+SKIPPED_CONFIGMAPS = frozenset({"kube-root-ca.crt"})
+SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "generateName",
+    "ownerReferences",
+    "managedFields",
+)
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+cli = component("argo", "Argo Workflows resources of a tenant: export and server-side-apply restore.")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One exported resource kind."""
+
+    key: str  # plural; also the object name <key>.json and the fingerprint key
+    kind: str
+    api_version: str
+    namespaced: bool
+
+    @property
+    def custom(self) -> bool:
+        """An Argo custom resource (vs. a core ConfigMap)."""
+        return self.api_version.startswith("argoproj.io/")
+
+
+CONFIGMAPS = Kind("configmaps", "ConfigMap", "v1", True)
+CLUSTER_TEMPLATES = Kind("clusterworkflowtemplates", "ClusterWorkflowTemplate", "argoproj.io/v1alpha1", False)
+TEMPLATES = Kind("workflowtemplates", "WorkflowTemplate", "argoproj.io/v1alpha1", True)
+CRONS = Kind("cronworkflows", "CronWorkflow", "argoproj.io/v1alpha1", True)
+KINDS = (CONFIGMAPS, CLUSTER_TEMPLATES, TEMPLATES, CRONS)  # restore order: CronWorkflows last
+_BY_KEY = {k.key: k for k in KINDS}
+
+
+def clean(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
+    """A copy of ``obj`` fit for re-applying: kind/apiVersion set, server-only fields and status gone."""
+    out = copy.deepcopy(obj)
+    out["apiVersion"], out["kind"] = kind.api_version, kind.kind
+    out.pop("status", None)
+    meta = out.setdefault("metadata", {})
+    for name in SERVER_METADATA:
+        meta.pop(name, None)
+    if not kind.namespaced:
+        meta.pop("namespace", None)
+    annotations = meta.get("annotations") or {}
+    annotations.pop(LAST_APPLIED, None)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    return {"apiVersion": out.pop("apiVersion"), "kind": out.pop("kind"), "metadata": meta, **out}
+
+
+def _names(items: list[dict[str, Any]]) -> list[str]:
+    return sorted(str(i["metadata"]["name"]) for i in items)
+
+
+class ArgoCluster:
+    """The Kubernetes calls of this module (raw JSON)."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        from kubernetes import client
+
+        api = load_api_client(kubeconfig, context)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.version = client.VersionApi(api)
+
+    def server_version(self) -> str:
+        """``v1.31.2``-style version of the API server."""
+        return str(call_json("read the Kubernetes version", self.version.get_code).get("gitVersion", "unknown"))
+
+    def _gvp(self, kind: Kind) -> tuple[str, str, str]:
+        group, version = kind.api_version.split("/")
+        return group, version, kind.key
+
+    def list(self, kind: Kind, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        """Every object of ``kind`` (paged with limit/continue)."""
+        where = f"in namespace {namespace}" if kind.namespaced else "in the cluster"
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            paging: dict[str, Any] = {"limit": PAGE, **({"_continue": token} if token else {})}
+            if kind is CONFIGMAPS:
+                page = call_json(
+                    f"list configmaps {where}",
+                    self.core.list_namespaced_config_map,
+                    namespace,
+                    label_selector=selector or None,
+                    **paging,
+                )
+            elif kind.namespaced:
+                page = call_json(
+                    f"list {kind.key} {where}",
+                    self.custom.list_namespaced_custom_object,
+                    *self._gvp(kind)[:2],
+                    namespace,
+                    kind.key,
+                    **paging,
+                )
+            else:
+                page = call_json(f"list {kind.key}", self.custom.list_cluster_custom_object, *self._gvp(kind), **paging)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def apply(self, kind: Kind, obj: dict[str, Any]) -> None:
+        """Server-side apply ``obj`` (field manager tenant-dr, conflicts forced)."""
+        name = obj["metadata"]["name"]
+        ns = obj["metadata"].get("namespace")
+        what = f"apply {kind.kind} {ns + '/' if ns else ''}{name}"
+        opts: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        if kind is CONFIGMAPS:
+            call_json(what, self.core.patch_namespaced_config_map, name, ns, obj, **opts)
+        elif kind.namespaced:
+            group, version, plural = self._gvp(kind)
+            call_json(what, self.custom.patch_namespaced_custom_object, group, version, ns, plural, name, obj, **opts)
+        else:
+            call_json(what, self.custom.patch_cluster_custom_object, *self._gvp(kind), name, obj, **opts)
+
+    def set_suspend(self, namespace: str, name: str, suspend: bool | None) -> None:
+        """Merge-patch ``spec.suspend`` of a CronWorkflow (``None`` removes the field)."""
+        group, version, plural = self._gvp(CRONS)
+        call_json(
+            f"set suspend={suspend} on CronWorkflow {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            {"spec": {"suspend": suspend}},
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE,
+        )
+
+
+# ---- backup --------------------------------------------------------------------------------------
+
+
+@action(cli)
+@kube_options
+@catalog_options
+@run_id_option(help_text="Run to write into (default: a new run id).")
+@click.option("--namespace", envvar="TENANT_DR_ARGO_NAMESPACE", default="argo", show_default=True)
+@click.option(
+    "--cluster-templates/--no-cluster-templates",
+    default=False,
+    show_default=True,
+    help="Also export the cluster's ClusterWorkflowTemplates.",
+)
+@click.option(
+    "--configmap-selector",
+    envvar="TENANT_DR_ARGO_CONFIGMAP_SELECTOR",
+    default=DEFAULT_CONFIGMAP_SELECTOR,
+    show_default=True,
+    help="Label selector of the ConfigMaps to export ('' exports none).",
+)
+def backup(
+    catalog: Catalog,
+    tenant: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    run_id: str | None,
+    namespace: str,
+    cluster_templates: bool,
+    configmap_selector: str,
+) -> dict[str, Any]:
+    """Export WorkflowTemplates, CronWorkflows, labelled ConfigMaps (and ClusterWorkflowTemplates)."""
+    log = get_logger()
+    run_id = run_id or new_run_id()
+    catalog.component_prefix(run_id, COMPONENT)  # validates the run id
+    write_output("run-id", run_id)
+    if catalog.has_manifest(run_id, COMPONENT):
+        log.info("argo backup of this run already complete; nothing to do", run_id=run_id)
+        return {"run_id": run_id, "skipped": "already complete"}
+    started_at = utcnow()
+    cluster = ArgoCluster(kubeconfig, kube_context)
+    version = cluster.server_version()
+    kinds = [k for k in KINDS if (k is not CLUSTER_TEMPLATES or cluster_templates)]
+    if not configmap_selector.strip():
+        kinds.remove(CONFIGMAPS)
+    exported: dict[str, list[dict[str, Any]]] = {}
+    for kind in kinds:
+        items = cluster.list(kind, namespace, configmap_selector if kind is CONFIGMAPS else None)
+        if kind is CONFIGMAPS:
+            items = [i for i in items if i["metadata"]["name"] not in SKIPPED_CONFIGMAPS]
+        exported[kind.key] = sorted((clean(i, kind) for i in items), key=lambda o: str(o["metadata"]["name"]))
+    attempt = catalog.new_attempt()
+    objects: list[ObjectRecord] = []
+    for key, items in exported.items():
+        data = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=1, sort_keys=True).encode()
+        objects.append(
+            catalog.put_object(
+                run_id,
+                COMPONENT,
+                attempt,
+                f"{key}.json",
+                io.BytesIO(data),
+                size_hint=len(data),
+                meta={"kind": _BY_KEY[key].kind, "count": len(items)},
+            )
+        )
+    fingerprints = {key: _names(items) for key, items in exported.items()}
+    suspend = {c["metadata"]["name"]: c.get("spec", {}).get("suspend") for c in exported.get(CRONS.key, [])}
+    manifest = ComponentManifest(
+        tenant=catalog.tenant,
+        run_id=run_id,
+        component=COMPONENT,
+        started_at=started_at,
+        finished_at=utcnow(),
+        objects=objects,
+        source={"kubernetes_version": version, "namespace": namespace},
+        fingerprints=fingerprints,
+        details={
+            "namespace": namespace,
+            "configmap_selector": configmap_selector,
+            "cluster_templates": cluster_templates,
+            "cron_suspend": suspend,
+        },
+    )
+    written = catalog.write_manifest(manifest)
+    counts = {key: len(names) for key, names in fingerprints.items()}
+    log.info("argo resources exported", counts=counts, attempt=attempt)
+    return {"run_id": run_id, "namespace": namespace, "counts": counts, "manifest_written": written}
+
+
+# ---- restore -------------------------------------------------------------------------------------
+
+
+def load_backup(catalog: Catalog, manifest: ComponentManifest) -> dict[str, list[dict[str, Any]]]:
+    """Read and verify every exported object; integrity error when content and fingerprints disagree."""
+    loaded: dict[str, list[dict[str, Any]]] = {}
+    for record in manifest.objects:
+        key = record.name.rsplit("/", 1)[-1].removesuffix(".json")
+        if key not in _BY_KEY:
+            raise IntegrityError(f"argo manifest of run {manifest.run_id} names an unknown object {record.name}")
+        data = b"".join(iter_verified(catalog.store, catalog.object_key(manifest, record), record))
+        try:
+            items = json.loads(data)["items"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"{record.name} of run {manifest.run_id} is not a JSON List ({exc})") from exc
+        if _names(items) != sorted(manifest.fingerprints.get(key, [])):
+            raise IntegrityError(
+                f"{record.name} of run {manifest.run_id} holds other {key} than its manifest lists",
+                hint="the backup is inconsistent; restore from another run",
+            )
+        loaded[key] = items
+    missing = sorted(set(manifest.fingerprints) - set(loaded))
+    if missing:
+        raise IntegrityError(f"argo manifest of run {manifest.run_id} has fingerprints but no objects for {missing}")
+    return loaded
+
+
+def _suspend_of(obj: dict[str, Any]) -> bool | None:
+    value = (obj.get("spec") or {}).get("suspend")
+    return None if value is None else bool(value)
+
+
+@action(cli)
+@kube_options
+@catalog_options
+@run_id_option(default="latest")
+@click.option("--namespace", default=None, help="Target namespace (default: the backed-up namespace).")
+@confirm_option
+def restore(
+    catalog: Catalog,
+    tenant: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    run_id: str | None,
+    namespace: str | None,
+    confirm: bool,
+) -> dict[str, Any]:
+    """Verify the backup, then server-side apply it with CronWorkflows suspended until the end."""
+    log = get_logger()
+    run_id = catalog.resolve(run_id, COMPONENT)
+    manifest = catalog.read_manifest(run_id, COMPONENT)
+    backup_objects = load_backup(catalog, manifest)
+    target = namespace or str(manifest.details.get("namespace") or "argo")
+    for key, items in backup_objects.items():
+        for obj in items:
+            if _BY_KEY[key].namespaced:
+                obj["metadata"]["namespace"] = target
+    cluster = ArgoCluster(kubeconfig, kube_context)
+    present = {key: {i["metadata"]["name"]: i for i in cluster.list(_BY_KEY[key], target)} for key in backup_objects}
+    if CRONS.key in present:
+        live_crons = present[CRONS.key]
+    else:
+        live_crons = {c["metadata"]["name"]: c for c in cluster.list(CRONS, target)}
+    backed_suspend = {c["metadata"]["name"]: _suspend_of(c) for c in backup_objects.get(CRONS.key, [])}
+    plan = {
+        key: {
+            "create": [n for n in _names(items) if n not in present[key]],
+            "update": [n for n in _names(items) if n in present[key]],
+        }
+        for key, items in backup_objects.items()
+    }
+    to_suspend = sorted(name for name, cron in live_crons.items() if not _suspend_of(cron))
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "namespace": target,
+        "plan": plan,
+        "suspend_during_restore": to_suspend,
+        "cron_suspend_after": backed_suspend,
+    }
+    write_output("run-id", run_id)
+    if not confirm:
+        log.info(
+            "plan only (pass --confirm to apply)", plan={k: {a: len(v) for a, v in p.items()} for k, p in plan.items()}
+        )
+        return {**result, "dry_run": True}
+
+    # CronWorkflows end with their backed-up suspend value; ones not in the backup with their current one.
+    final_suspend = {name: _suspend_of(cron) for name, cron in live_crons.items() if name in to_suspend}
+    final_suspend.update(backed_suspend)
+
+    def put_back() -> list[str]:
+        """Best effort: give every CronWorkflow its final suspend value; return what failed."""
+        failed: list[str] = []
+        try:
+            now = {c["metadata"]["name"] for c in cluster.list(CRONS, target)}
+        except StepError as exc:
+            return [f"listing CronWorkflows failed ({exc.one_line()})"]
+        for name, value in sorted(final_suspend.items()):
+            if name not in now:
+                continue
+            try:
+                cluster.set_suspend(target, name, value)
+            except StepError as exc:
+                failed.append(f"{name} ({exc.one_line()})")
+        return failed
+
+    applied: dict[str, int] = {}
+    try:
+        for name in to_suspend:
+            cluster.set_suspend(target, name, True)
+        for kind in KINDS:
+            for obj in backup_objects.get(kind.key, []):
+                body = obj
+                if kind is CRONS:
+                    body = copy.deepcopy(obj)
+                    body.setdefault("spec", {})["suspend"] = True
+                cluster.apply(kind, body)
+                applied[kind.key] = applied.get(kind.key, 0) + 1
+            log.info("applied", kind=kind.kind, count=applied.get(kind.key, 0))
+    except StepError as exc:
+        failed = put_back()
+        note = (
+            "CronWorkflows were put back to their backed-up suspend state"
+            if not failed
+            else f"could NOT put back the suspend state of CronWorkflows: {'; '.join(failed)}"
+        )
+        raise type(exc)(f"{exc.message}; {note}", hint=exc.hint) from exc
+    failed = put_back()
+    if failed:
+        raise TransientError(
+            f"restored all objects but could not set the backed-up suspend state of CronWorkflows: {'; '.join(failed)}",
+            hint="they are still suspended; re-run the restore (it is idempotent) or fix spec.suspend by hand",
+        )
+    missing: list[str] = []
+    for key, items in backup_objects.items():
+        live = {i["metadata"]["name"] for i in cluster.list(_BY_KEY[key], target)}
+        missing += [f"{key}/{n}" for n in _names(items) if n not in live]
+    if missing:
+        raise IntegrityError(
+            f"after restore these objects are missing in the target: {', '.join(missing)}",
+            hint="something deletes them (GitOps, a controller); compare with the backup's manifest",
+        )
+    return {**result, "applied": applied, "dry_run": False}
+
+
+if __name__ == "__main__":
+    from steps.runtime import run
+
+    run(cli)

@@ -1,0 +1,219 @@
+"""steps.argo through the real kubernetes client: export from one fake cluster, apply into another."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.kube import APPLY, FakeKube
+from tests.harness import StepRun, run_step
+
+TENANT = "acme"
+RUN_ID = "20261121T030000Z-a1b2c3"
+PARAMETER = {"workflows.argoproj.io/configmap-type": "Parameter"}
+KINDS = ("workflowtemplates", "cronworkflows", "configmaps", "clusterworkflowtemplates")
+SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
+
+
+def seed_source(kube: FakeKube) -> None:
+    state = kube.state
+    state.namespace("argo")
+    state.workflow_template(
+        "argo",
+        "postgres-backup",
+        {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "tdr:1", "args": ["backup"]}}]},
+        labels={"app.kubernetes.io/part-of": "tenant-dr"},
+    )
+    tpl = state.workflow_template("argo", "redis-backup", {"entrypoint": "main", "templates": [{"name": "main"}]})
+    tpl["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"apiVersion":"argoproj.io/v1alpha1"}',
+        "workflows.argoproj.io/description": "Back up Redis",
+    }
+    state.replace(tpl, manager="kubectl-client-side-apply")
+    state.cron_workflow("argo", "acme-backup", schedule="0 3 * * *")
+    state.cron_workflow("argo", "acme-freshness", schedule="*/30 * * * *", suspend=True)
+    state.configmap("argo", "acme-params", {"retention": "15"}, labels=PARAMETER)
+    state.configmap("argo", "unlabelled", {"x": "1"})
+    state.configmap("argo", "kube-root-ca.crt", {"ca.crt": "PEM"}, labels=PARAMETER)
+    state.cluster_workflow_template("tenant-dr-notify", {"entrypoint": "notify", "templates": [{"name": "notify"}]})
+
+
+def stripped(obj: dict[str, Any]) -> dict[str, Any]:
+    """What must survive a round trip: everything but server-maintained fields and status."""
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    meta = out["metadata"]
+    for name in SERVER_FIELDS:
+        meta.pop(name, None)
+    annotations = meta.pop("annotations", {})
+    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    if annotations:
+        meta["annotations"] = annotations
+    return out
+
+
+def snapshot(kube: FakeKube, namespace: str = "argo") -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        ns = None if kind == "clusterworkflowtemplates" else namespace
+        for obj in kube.state.list_objects(kind, ns):
+            if kind == "configmaps" and obj["metadata"]["name"] in ("unlabelled", "kube-root-ca.crt"):
+                continue
+            out[f"{kind}/{obj['metadata']['name']}"] = stripped(obj)
+    return out
+
+
+class Steps:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.store_dir = tmp_path / "store"
+        self.store = f"file://{self.store_dir}"
+
+    def run(self, kube: FakeKube, action: str, *args: str) -> StepRun:
+        kubeconfig = kube.kubeconfig(self.tmp / f"kc-{kube.server.server_port}")
+        argv = [action, "--kubeconfig", str(kubeconfig), "--tenant", TENANT, "--store", self.store, *args]
+        return run_step("argo", argv, env={"STEP_OUTPUT_DIR": str(self.tmp / "out")}, timeout=120)
+
+    def manifest(self) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads(
+            (self.store_dir / TENANT / "runs" / RUN_ID / "argo" / "manifest.json").read_text()
+        )
+        return manifest
+
+
+@pytest.fixture
+def source(fake_kube_factory: Callable[..., FakeKube]) -> FakeKube:
+    kube = fake_kube_factory()
+    seed_source(kube)
+    return kube
+
+
+@pytest.fixture
+def target(fake_kube_factory: Callable[..., FakeKube]) -> FakeKube:
+    kube = fake_kube_factory()
+    kube.state.namespace("argo")
+    return kube
+
+
+def writes(kube: FakeKube) -> list[Any]:
+    return [r for r in kube.state.requests if r.method in ("PATCH", "POST", "PUT", "DELETE")]
+
+
+def test_export_then_apply_reproduces_the_objects(source: FakeKube, target: FakeKube, tmp_path: Path) -> None:
+    steps = Steps(tmp_path)
+    backup = steps.run(source, "backup", "--run-id", RUN_ID, "--namespace", "argo", "--cluster-templates")
+    assert backup.code == 0, backup.stdout + backup.stderr[-2000:]
+    manifest = steps.manifest()
+    assert manifest["fingerprints"] == {
+        "configmaps": ["acme-params"],
+        "clusterworkflowtemplates": ["tenant-dr-notify"],
+        "workflowtemplates": ["postgres-backup", "redis-backup"],
+        "cronworkflows": ["acme-backup", "acme-freshness"],
+    }
+    assert writes(source) == [], "backup must not change the source cluster"
+    assert steps.run(source, "backup", "--run-id", RUN_ID, "--cluster-templates").result["skipped"]
+
+    plan = steps.run(target, "restore")
+    assert plan.code == 0 and plan.result["dry_run"] is True, plan.stdout
+    assert plan.result["plan"]["workflowtemplates"]["create"] == ["postgres-backup", "redis-backup"]
+    assert writes(target) == []
+
+    restored = steps.run(target, "restore", "--run-id", "latest", "--confirm")
+    assert restored.code == 0, restored.stdout + restored.stderr[-2000:]
+    assert snapshot(target) == snapshot(source)
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in json.dumps(snapshot(target))
+
+    applies = [r for r in writes(target) if r.content_type == APPLY]
+    assert len(applies) == 6
+    assert all(r.query.get("fieldManager") == "tenant-dr" and r.query.get("force") == "true" for r in applies)
+    cron_applies = [r for r in applies if "/cronworkflows/" in r.path]
+    assert [r.body["spec"]["suspend"] for r in cron_applies] == [True, True], "CronWorkflows must be applied suspended"
+    assert applies[-1] is cron_applies[-1], "CronWorkflows are applied after everything they use"
+    backup_cron = target.state.get("cronworkflows", "argo", "acme-backup")
+    assert backup_cron is not None and "suspend" not in backup_cron["spec"]
+    managers = {(m["manager"], m["operation"]) for m in backup_cron["metadata"]["managedFields"]}
+    assert ("tenant-dr", "Apply") in managers
+
+    again = steps.run(target, "restore", "--confirm")
+    assert again.code == 0, again.stdout
+    assert snapshot(target) == snapshot(source)
+
+
+def test_restore_suspends_existing_cronworkflows_first(source: FakeKube, target: FakeKube, tmp_path: Path) -> None:
+    steps = Steps(tmp_path)
+    assert steps.run(source, "backup", "--run-id", RUN_ID).code == 0
+    target.state.cron_workflow("argo", "acme-backup", schedule="0 4 * * *", suspend=False)
+    target.state.cron_workflow("argo", "local-only", schedule="0 5 * * *")
+    target.state.requests.clear()
+
+    restored = steps.run(target, "restore", "--confirm")
+    assert restored.code == 0, restored.stdout + restored.stderr[-2000:]
+    assert restored.result["suspend_during_restore"] == ["acme-backup", "local-only"]
+    first_writes = writes(target)[:2]
+    assert all(r.content_type == "application/merge-patch+json" for r in first_writes)
+    assert sorted(r.path.rsplit("/", 1)[1] for r in first_writes) == ["acme-backup", "local-only"]
+    assert all(r.body == {"spec": {"suspend": True}} for r in first_writes)
+
+    acme_backup = target.state.get("cronworkflows", "argo", "acme-backup")
+    local_only = target.state.get("cronworkflows", "argo", "local-only")
+    assert acme_backup is not None and local_only is not None
+    assert acme_backup["spec"]["schedule"] == "0 3 * * *" and "suspend" not in acme_backup["spec"]
+    assert "suspend" not in local_only["spec"], "a CronWorkflow not in the backup keeps its own suspend state"
+    freshness = target.state.get("cronworkflows", "argo", "acme-freshness")
+    assert freshness is not None and freshness["spec"]["suspend"] is True
+
+
+def test_failed_restore_puts_cronworkflows_back(source: FakeKube, target: FakeKube, tmp_path: Path) -> None:
+    steps = Steps(tmp_path)
+    assert steps.run(source, "backup", "--run-id", RUN_ID).code == 0
+    target.state.cron_workflow("argo", "acme-backup", suspend=False)
+    target.state.deny("patch", "workflowtemplates", namespace="argo", name="redis-backup")
+
+    failed = steps.run(target, "restore", "--confirm")
+    assert failed.code == 2, failed.stdout
+    assert "\n" not in failed.error
+    assert "forbidden (403" in failed.error and "put back to their backed-up suspend state" in failed.error
+    cron = target.state.get("cronworkflows", "argo", "acme-backup")
+    assert cron is not None and cron["spec"].get("suspend") is None, "CronWorkflow left suspended after a failure"
+
+
+def test_restore_verifies_the_backup_before_touching_the_target(
+    source: FakeKube, target: FakeKube, tmp_path: Path
+) -> None:
+    steps = Steps(tmp_path)
+    assert steps.run(source, "backup", "--run-id", RUN_ID).code == 0
+    stored = next((steps.store_dir / TENANT / "runs" / RUN_ID / "argo").glob("*/workflowtemplates.json"))
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    target.state.requests.clear()
+
+    run = steps.run(target, "restore", "--confirm")
+    assert run.code == 3, run.stdout
+    assert "workflowtemplates.json" in run.error and "\n" not in run.error
+    assert target.state.requests == [], "a damaged backup must fail before the target is contacted"
+
+
+def test_backup_errors_leave_no_manifest(source: FakeKube, tmp_path: Path) -> None:
+    steps = Steps(tmp_path)
+    source.state.deny("list", "cronworkflows", namespace="argo")
+    denied = steps.run(source, "backup", "--run-id", RUN_ID)
+    assert denied.code == 2 and "\n" not in denied.error
+    assert 'cannot list resource "cronworkflows"' in denied.error
+    assert not (steps.store_dir / TENANT / "runs" / RUN_ID / "argo" / "manifest.json").exists()
+
+
+def test_backup_pages_through_long_lists(source: FakeKube, tmp_path: Path) -> None:
+    for i in range(620):
+        source.state.configmap("argo", f"param-{i:04d}", {"i": str(i)}, labels=PARAMETER)
+    steps = Steps(tmp_path)
+    run = steps.run(source, "backup", "--run-id", RUN_ID)
+    assert run.code == 0, run.stdout
+    assert len(steps.manifest()["fingerprints"]["configmaps"]) == 621
+    pages = [r for r in source.state.requests if r.path.endswith("/configmaps")]
+    assert len(pages) == 2 and pages[0].query["limit"] == "500" and "continue" in pages[1].query
