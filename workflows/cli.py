@@ -112,6 +112,125 @@ def lint(directory: Path, images_dir: Path | None) -> None:
     click.echo(f"ok: {directory} passes the schema, semantic and wiring checks")
 
 
+@cli.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-p", "--parameter", "parameters", multiple=True, metavar="NAME=VALUE", help="Workflow parameter.")
+@click.option(
+    "--secrets",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML {secret-name: {key: value}} for secretKeyRef and secret volumes "
+    "(else env TENANT_DR_SECRET_<NAME>__<KEY>).",
+)
+@click.option(
+    "--configmaps",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML {configmap-name: {key: value}}, added to the ConfigMaps found in the bundle.",
+)
+@click.option(
+    "--env",
+    "env_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="KEY=VALUE lines added to every step's environment (e.g. TENANT_DR_EXECUTOR, AWS_ENDPOINT_URL).",
+)
+@click.option("--approve", is_flag=True, help="Resume suspend nodes (approval gates) instead of stopping there.")
+@click.option(
+    "--backoff-scale",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Multiply retry backoff waits by this (0.01 turns 30s into 0.3s).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TENANT_DR_RUNNER_STATE_DIR",
+    default=Path("~/.local/state/tenant-dr/runner"),
+    show_default=True,
+    help="Run logs and reports (runs/<name>/) and mutex lock files (locks/); share it between concurrent runs.",
+)
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of built packages for templateRef (default: the nearest parent with kustomization.yaml).",
+)
+@click.option("--name", default=None, help="Workflow name (default: <template>-<5 random chars>).")
+@click.option("--namespace", default="argo", show_default=True, help="{{workflow.namespace}} and the mutex namespace.")
+@click.option("--plain", is_flag=True, help="One line per node change even on a terminal (no live tree).")
+@click.option(
+    "--steps-path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Directory holding the `steps` package to run (default: the installed one, e.g. another checkout).",
+)
+def run_cmd(
+    file: Path,
+    parameters: tuple[str, ...],
+    secrets: Path | None,
+    configmaps: Path | None,
+    env_file: Path | None,
+    approve: bool,
+    backoff_scale: float,
+    state_dir: Path,
+    bundle_dir: Path | None,
+    name: str | None,
+    namespace: str,
+    plain: bool,
+    steps_path: Path | None,
+) -> None:
+    """Run a compiled WorkflowTemplate locally; its steps run with this Python (see docs/runner.md).
+
+    Exit code: 0 Succeeded, 1 Failed, 2 refused (unsupported construct or bad input), 3 Error.
+    """
+    from rich.console import Console
+
+    from workflows.runner import EXIT_REFUSED, RefusedError, Runner, RunOptions, load_options_files
+    from workflows.runner_view import LiveView, PlainView, summary
+
+    params: dict[str, str] = {}
+    for item in parameters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"-p {item}: expected NAME=VALUE", EXIT_REFUSED)
+        params[key] = value
+    try:
+        secret_maps, config_maps, extra_env = load_options_files(secrets, configmaps, env_file)
+        options = RunOptions(
+            parameters=params,
+            secrets=secret_maps,
+            configmaps=config_maps,
+            env=extra_env,
+            approve=approve,
+            backoff_scale=backoff_scale,
+            state_dir=state_dir,
+            name=name,
+            namespace=namespace,
+            bundle_dir=bundle_dir,
+            steps_path=steps_path,
+        )
+        runner = Runner(file, options)
+    except RefusedError as exc:
+        fail(f"refused: {exc}", EXIT_REFUSED)
+        return
+    console = Console(width=max(Console().width, 140))
+    click.echo(f"running {runner.target.name} as {runner.name} (logs: {runner.run_dir / 'logs'})")
+    try:
+        if plain or not sys.stdout.isatty():
+            runner.listener = PlainView(sys.stdout, runner.name)
+            result = runner.run()
+        else:
+            with LiveView(console, runner) as view:
+                runner.listener = view
+                result = runner.run()
+    except KeyboardInterrupt:
+        runner.stop.set()
+        fail("interrupted", 1)
+        return
+    summary(console, runner, result)
+    sys.exit(result.exit_code)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="tenant-dr")
