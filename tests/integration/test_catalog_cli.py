@@ -9,7 +9,7 @@ import pytest
 from steps.storage import open_store
 from steps.storage.catalog import Catalog, new_run_id
 from steps.storage.manifest import ComponentManifest, utcnow
-from tests.harness import run_step
+from tests.harness import S3Server, StepRun, run_step
 
 TENANT = "acme"
 
@@ -30,11 +30,11 @@ def make_run(catalog: Catalog, when: datetime, components: list[str], seal: bool
     return run_id
 
 
-def cli(store_url: str, *args: str) -> object:
+def cli(store_url: str, *args: str) -> StepRun:
     return run_step("catalog", [args[0], "--tenant", TENANT, "--store", store_url, *args[1:]])
 
 
-def test_latest_against_s3_endpoint_from_env(s3: object, bucket: str) -> None:
+def test_latest_against_s3_endpoint_from_env(s3: S3Server, bucket: str) -> None:
     """The issue's 'done when': `catalog latest --tenant t --store s3://bucket/p` via AWS_ENDPOINT_URL."""
     url = f"s3://{bucket}/p"
     catalog = Catalog(open_store(url), "t")
@@ -57,13 +57,13 @@ def test_latest_prefers_newest_complete_and_component_latest(store_url: str) -> 
     complete = make_run(catalog, now - timedelta(hours=5), ["postgres", "redis"], seal=True)
     partial = make_run(catalog, now - timedelta(hours=1), ["postgres"], seal=False)
     res = cli(store_url, "latest")
-    assert res.code == 0 and res.result["run_id"] == complete  # type: ignore[attr-defined]
+    assert res.code == 0 and res.result["run_id"] == complete
     res = cli(store_url, "latest", "--component", "postgres")
-    assert res.result["run_id"] == partial  # type: ignore[attr-defined]
+    assert res.result["run_id"] == partial
     res = cli(store_url, "latest", "--component", "cassandra")
-    assert res.code == 3 and "no run" in res.error  # type: ignore[attr-defined]
+    assert res.code == 3 and "no run" in res.error
     listing = cli(store_url, "list")
-    runs = listing.result["runs"]  # type: ignore[attr-defined]
+    runs = listing.result["runs"]
     assert [r["run_id"] for r in runs] == [complete, partial]
     assert [r["complete"] for r in runs] == [True, False]
 
@@ -72,12 +72,12 @@ def test_seal_refuses_incomplete_run_and_is_idempotent(store_url: str) -> None:
     catalog = Catalog(open_store(store_url), TENANT)
     run_id = make_run(catalog, utcnow(), ["postgres"], seal=False)
     refused = cli(store_url, "seal", "--run-id", run_id, "--components", "postgres,redis")
-    assert refused.code == 3 and "redis" in refused.error  # type: ignore[attr-defined]
+    assert refused.code == 3 and "redis" in refused.error
     assert not catalog.list_runs()[0].complete
     ok = cli(store_url, "seal", "--run-id", run_id, "--components", "postgres")
-    assert ok.code == 0, ok.stderr  # type: ignore[attr-defined]
+    assert ok.code == 0, ok.stderr
     again = cli(store_url, "seal", "--run-id", run_id, "--components", "postgres")
-    assert again.code == 0  # type: ignore[attr-defined]
+    assert again.code == 0
     assert catalog.read_run_record(run_id).components["postgres"].objects == 1
 
 
@@ -87,7 +87,7 @@ def test_seal_refuses_when_an_object_named_by_a_manifest_is_missing(store_url: s
     manifest = catalog.read_manifest(run_id, "postgres")
     catalog.store.delete([catalog.object_key(manifest, manifest.objects[0])])
     res = cli(store_url, "seal", "--run-id", run_id, "--components", "postgres")
-    assert res.code == 3 and "missing" in res.error  # type: ignore[attr-defined]
+    assert res.code == 3 and "missing" in res.error
 
 
 def test_prune_keeps_min_complete_even_when_all_are_old(store_url: str) -> None:
@@ -96,11 +96,11 @@ def test_prune_keeps_min_complete_even_when_all_are_old(store_url: str) -> None:
     complete = [make_run(catalog, base + timedelta(days=i), ["postgres"], seal=True) for i in range(5)]
     incomplete_old = make_run(catalog, base + timedelta(days=6), ["postgres"], seal=False)
     dry = cli(store_url, "prune", "--older-than-days", "15", "--min-complete", "3")
-    assert dry.code == 0 and dry.result["dry_run"] is True  # type: ignore[attr-defined]
-    assert sorted(dry.result["delete"]) == sorted([*complete[:2], incomplete_old])  # type: ignore[attr-defined]
+    assert dry.code == 0 and dry.result["dry_run"] is True
+    assert sorted(dry.result["delete"]) == sorted([*complete[:2], incomplete_old])
     assert len(catalog.list_runs()) == 6  # nothing deleted without --confirm
     done = cli(store_url, "prune", "--older-than-days", "15", "--min-complete", "3", "--confirm")
-    assert done.code == 0, done.stderr  # type: ignore[attr-defined]
+    assert done.code == 0, done.stderr
     left = catalog.list_runs()
     assert [r.run_id for r in left] == complete[2:]
     assert all(r.complete for r in left)
@@ -113,7 +113,7 @@ def test_prune_never_touches_recent_runs_or_the_es_repository(store_url: str) ->
     old = make_run(catalog, utcnow() - timedelta(days=30), ["postgres"], seal=True)
     fresh = [make_run(catalog, utcnow() - timedelta(hours=h), ["postgres"], seal=True) for h in (30, 2)]
     res = cli(store_url, "prune", "--older-than-days", "15", "--min-complete", "1", "--confirm")
-    assert res.code == 0 and res.result["delete"] == [old]  # type: ignore[attr-defined]
+    assert res.code == 0 and res.result["delete"] == [old]
     assert [r.run_id for r in catalog.list_runs()] == fresh
     assert catalog.store.get_bytes(f"{TENANT}/es-repository/index-0") == b"es owns this"
 
@@ -121,21 +121,21 @@ def test_prune_never_touches_recent_runs_or_the_es_repository(store_url: str) ->
 def test_freshness(store_url: str) -> None:
     catalog = Catalog(open_store(store_url), TENANT)
     none = cli(store_url, "freshness")
-    assert none.code == 3 and "no complete backup" in none.error  # type: ignore[attr-defined]
+    assert none.code == 3 and "no complete backup" in none.error
     make_run(catalog, utcnow() - timedelta(hours=30), ["postgres"], seal=True)
     stale = cli(store_url, "freshness", "--max-age", "26h")
-    assert stale.code == 3 and "30" in stale.error and "26h" in stale.error  # type: ignore[attr-defined]
+    assert stale.code == 3 and "30" in stale.error and "26h" in stale.error
     make_run(catalog, utcnow() - timedelta(hours=2), ["postgres"], seal=False)  # incomplete: does not count
-    assert cli(store_url, "freshness").code == 3  # type: ignore[attr-defined]
+    assert cli(store_url, "freshness").code == 3
     make_run(catalog, utcnow() - timedelta(hours=1), ["postgres"], seal=True)
     fresh = cli(store_url, "freshness", "--max-age", "26h")
-    assert fresh.code == 0 and 0.9 < fresh.result["age_hours"] < 1.2  # type: ignore[attr-defined]
+    assert fresh.code == 0 and 0.9 < fresh.result["age_hours"] < 1.2
     bad = cli(store_url, "freshness", "--max-age", "soon")
-    assert bad.code == 2  # type: ignore[attr-defined]
+    assert bad.code == 2
 
 
-def test_lifecycle_sets_encryption_and_a_rule_that_excludes_es_repository(s3: object, bucket: str) -> None:
-    client = s3.client()  # type: ignore[attr-defined]
+def test_lifecycle_sets_encryption_and_a_rule_that_excludes_es_repository(s3: S3Server, bucket: str) -> None:
+    client = s3.client()
     client.put_bucket_lifecycle_configuration(
         Bucket=bucket,
         LifecycleConfiguration={
@@ -173,7 +173,7 @@ def test_restore_of_unknown_run_names_available_runs(store_url: str) -> None:
     catalog = Catalog(open_store(store_url), TENANT)
     have = make_run(catalog, utcnow() - timedelta(hours=3), ["postgres"], seal=True)
     res = cli(store_url, "verify", "--run-id", "20200101T000000Z-000000")
-    assert res.code == 3 and "not found" in res.error and have in res.error  # type: ignore[attr-defined]
+    assert res.code == 3 and "not found" in res.error and have in res.error
     bad_tenant = run_step("catalog", ["latest", "--tenant", "Bad Tenant", "--store", store_url])
     assert bad_tenant.code == 2
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,12 +16,12 @@ from steps.runtime.errors import ExitCode, IntegrityError
 from steps.storage import ObjectExists, open_store
 from steps.storage.catalog import Catalog, new_run_id
 from steps.storage.stream import verify
-from tests.harness import REPO, run_step
+from tests.harness import REPO, S3Server, run_step
 
 TENANT = "acme"
 
 
-def probe(store_url: str, run_id: str, mib: int, fail_after: int = 0) -> dict[str, object]:
+def probe(store_url: str, run_id: str, mib: int, fail_after: int = 0) -> dict[str, Any]:
     """Stream ``mib`` MiB from a producer process into the catalog (tests/stream_probe.py)."""
     proc = subprocess.run(
         [
@@ -45,11 +46,11 @@ def probe(store_url: str, run_id: str, mib: int, fail_after: int = 0) -> dict[st
         timeout=600,
     )
     assert proc.stdout.strip(), proc.stderr
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
-def flip_one_byte(store_url: str, key: str, tmp_path: Path, s3_client: object | None) -> None:
+def flip_one_byte(store_url: str, key: str, tmp_path: Path, s3_client: Any) -> None:
     """Corrupt a stored object behind the catalog's back, as bit rot or tampering would."""
     if store_url.startswith("file://"):
         path = Path(store_url.removeprefix("file://")) / key
@@ -59,9 +60,9 @@ def flip_one_byte(store_url: str, key: str, tmp_path: Path, s3_client: object | 
         return
     bucket, prefix = store_url.removeprefix("s3://").split("/", 1)
     full = f"{prefix}/{key}"
-    body = bytearray(s3_client.get_object(Bucket=bucket, Key=full)["Body"].read())  # type: ignore[attr-defined]
+    body = bytearray(s3_client.get_object(Bucket=bucket, Key=full)["Body"].read())
     body[len(body) // 2] ^= 0x01
-    s3_client.put_object(Bucket=bucket, Key=full, Body=bytes(body))  # type: ignore[attr-defined]
+    s3_client.put_object(Bucket=bucket, Key=full, Body=bytes(body))
 
 
 @pytest.mark.slow
@@ -70,7 +71,7 @@ def test_200mb_round_trip_with_bounded_memory(store_url: str) -> None:
     written = probe(store_url, run_id, 200)
     assert written["producer_exit"] == 0 and written["manifest"] is True
     assert written["raw_size"] == 200 * 2**20
-    assert float(written["peak_rss_mb"]) < 150, written  # type: ignore[arg-type]
+    assert float(written["peak_rss_mb"]) < 150, written
     # read back through the CLI: every byte decompressed and checked against both sha256s
     res = run_step(
         "catalog", ["verify", "--tenant", TENANT, "--store", store_url, "--run-id", run_id, "--components", "probe"]
@@ -80,13 +81,13 @@ def test_200mb_round_trip_with_bounded_memory(store_url: str) -> None:
     assert res.peak_rss_mb < 150, res.peak_rss_mb
 
 
-def test_flipped_byte_fails_verification_with_exit_3(store_url: str, tmp_path: Path, s3: object) -> None:
+def test_flipped_byte_fails_verification_with_exit_3(store_url: str, tmp_path: Path, s3: S3Server) -> None:
     run_id = new_run_id()
     assert probe(store_url, run_id, 3)["manifest"] is True
     catalog = Catalog(open_store(store_url), TENANT)
     manifest = catalog.read_manifest(run_id, "probe")
     key = catalog.object_key(manifest, manifest.objects[0])
-    flip_one_byte(store_url, key, tmp_path, s3.client() if store_url.startswith("s3") else None)  # type: ignore[attr-defined]
+    flip_one_byte(store_url, key, tmp_path, s3.client() if store_url.startswith("s3") else None)
     with pytest.raises(IntegrityError) as err:
         verify(catalog.store, key, manifest.objects[0])
     assert err.value.exit_code == ExitCode.INTEGRITY
@@ -130,21 +131,21 @@ def test_objects_are_written_once(store_url: str) -> None:
     assert store.get_bytes("acme/x/one.json") == b"{}"
 
 
-def test_multipart_upload_is_used_and_reassembled(s3: object, bucket: str) -> None:
+def test_multipart_upload_is_used_and_reassembled(s3: S3Server, bucket: str) -> None:
     store = open_store(f"s3://{bucket}/mp", part_size_mib=5, max_buffer_mib=10)
     data = bytes(range(256)) * (13 * 2**20 // 256)  # 13 MiB -> 3 parts of 5/5/3 MiB
     assert store.put_stream("obj", io.BytesIO(data)) == len(data)
-    head = s3.client().head_object(Bucket=bucket, Key="mp/obj")  # type: ignore[attr-defined]
+    head = s3.client().head_object(Bucket=bucket, Key="mp/obj")
     assert head["ETag"].strip('"').endswith("-3")
     assert b"".join(store.iter_read("obj")) == data
 
 
-def test_sse_is_requested_on_every_object(s3: object, bucket: str) -> None:
+def test_sse_is_requested_on_every_object(s3: S3Server, bucket: str) -> None:
     store = open_store(f"s3://{bucket}/enc", sse="AES256", part_size_mib=5)
     store.put_bytes("small", b"x")
     store.put_stream("big", io.BytesIO(b"y" * (6 * 2**20)))
     for key in ("enc/small", "enc/big"):
-        assert s3.client().head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"  # type: ignore[attr-defined]
+        assert s3.client().head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
 
 
 def test_missing_bucket_and_unreachable_endpoint_are_one_line_errors(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from steps.storage import open_store
 from steps.storage.catalog import Catalog, new_run_id
 from tests.faults import FaultPlan, FaultProxy
-from tests.harness import REPO, S3Server, run_step
+from tests.harness import REPO, S3Server, StepRun, run_step
 
 TENANT = "acme"
 FAST_TIMEOUTS = {"TENANT_DR_S3_READ_TIMEOUT": "2", "TENANT_DR_S3_CONNECT_TIMEOUT": "2"}
@@ -56,7 +56,7 @@ def upstream_port(s3: S3Server) -> int:
     return port
 
 
-def verify_cli(endpoint: str, url: str, run_id: str, **extra_env: str) -> object:
+def verify_cli(endpoint: str, url: str, run_id: str, **extra_env: str) -> StepRun:
     return run_step(
         "catalog",
         ["verify", "--tenant", TENANT, "--store", url, "--run-id", run_id, "--components", "probe"],
@@ -76,7 +76,7 @@ def test_upload_survives_connection_resets(s3: S3Server, bucket: str) -> None:
     assert survived >= 1
     # byte-identical: the verified read (direct, no proxy) recomputes both sha256s
     res = verify_cli(s3.endpoint, url, run_id)
-    assert res.code == 0, res.stderr  # type: ignore[attr-defined]
+    assert res.code == 0, res.stderr
 
 
 def test_upload_that_never_gets_through_fails_with_exit_1_and_no_manifest(s3: S3Server, bucket: str) -> None:
@@ -101,7 +101,7 @@ def test_download_resumes_after_a_stall(s3: S3Server, bucket: str) -> None:
     with FaultProxy(upstream_port(s3), FaultPlan(stall_after=2**20, stall_seconds=5, every=1, max_faults=2)) as proxy:
         res = verify_cli(proxy.url, url, run_id)
         assert proxy.faults >= 1
-    assert res.code == 0, res.stderr  # type: ignore[attr-defined]
+    assert res.code == 0, res.stderr
     assert (
         any(entry.get("msg") in ("read interrupted, resuming",) or "retry" in str(entry) for entry in res.logs) or True
     )
@@ -154,4 +154,4 @@ def test_two_backups_of_one_tenant_at_once_do_not_interfere(s3: S3Server, bucket
     assert all(code == 0 and r["manifest"] is True for code, r in results), results
     for rid in ids:
         res = verify_cli(s3.endpoint, url, rid)
-        assert res.code == 0, res.stderr  # type: ignore[attr-defined]
+        assert res.code == 0, res.stderr
