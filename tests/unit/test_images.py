@@ -336,9 +336,7 @@ def required_distributions(modules: list[str]) -> dict[str, set[str]]:
 @cache
 def installed_distributions(extras: tuple[str, ...]) -> frozenset[str]:
     """What the image's ``pip install -r`` gets: ``uv export`` of the extras, markers evaluated for the image."""
-    uv = shutil.which("uv")
-    assert uv is not None, "uv is not on PATH (the image requirements are exported from uv.lock with uv)"
-    argv = [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "--no-hashes"]
+    argv = [uv_binary(), "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "--no-hashes"]
     for extra in extras:
         argv += ["--extra", extra]
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
@@ -821,22 +819,102 @@ def _glob_to_regex(pattern: str) -> str:
     return out
 
 
-def test_dockerignore_keeps_secrets_out_of_the_context() -> None:
+def dockerignore_patterns() -> list[str]:
+    """The patterns of .dockerignore, in order."""
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-    patterns = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def context_files() -> list[str] | None:
+    """Files of the working tree the build context would hold, or ``None`` outside a git checkout."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
+    )
+    if listed.returncode != 0:
+        return None
+    patterns = dockerignore_patterns()
+    return [p for p in listed.stdout.splitlines() if (ROOT / p).is_file() and not dockerignore_excludes(p, patterns)]
+
+
+def test_dockerignore_keeps_secrets_out_of_the_context() -> None:
+    patterns = dockerignore_patterns()
     for path in SECRET_FILES:
         assert dockerignore_excludes(path, patterns), f".dockerignore lets {path} into the build context"
     needed = ["pyproject.toml", "uv.lock", "README.md", "steps/__init__.py", "steps/runtime/cli.py"]
     needed += ["workflows/__init__.py", "workflows/config.py"]
     for path in needed:
         assert not dockerignore_excludes(path, patterns), f".dockerignore drops {path}, which the images need"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
-    )
-    if listed.returncode == 0:  # not a git checkout (e.g. an sdist): the sample paths above still apply
-        sent = [p for p in listed.stdout.splitlines() if not dockerignore_excludes(p, patterns)]
+    sent = context_files()
+    if sent is not None:  # not a git checkout (e.g. an sdist): the sample paths above still apply
         assert sent, "the build context would be empty"
         assert all(p.split("/")[0] in {"pyproject.toml", "uv.lock", "README.md", "steps", "workflows"} for p in sent)
+
+
+@pytest.fixture(scope="module")
+def build_stage(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The build context as .dockerignore leaves it, and the wheel its build stage builds: ``(context, wheel)``."""
+    context = tmp_path_factory.mktemp("context")
+    files = context_files()
+    if files is None:
+        files = ["pyproject.toml", "uv.lock", "README.md"]
+        files += [str(p.relative_to(ROOT)) for d in ("steps", "workflows") for p in (ROOT / d).rglob("*.py")]
+    for name in files:
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, context / name)
+    out = context / "out"
+    built = subprocess.run(
+        [uv_binary(), "build", "--wheel", "--out-dir", str(out)], cwd=context, capture_output=True, text=True
+    )
+    assert built.returncode == 0, f"uv build --wheel in the build context failed: {built.stderr.strip()[-2000:]}"
+    return context, next(out.glob("*.whl"))
+
+
+def uv_binary() -> str:
+    """The uv executable (the images export their requirements with it)."""
+    uv = shutil.which("uv")
+    assert uv is not None, "uv is not on PATH (the image requirements are exported from uv.lock with uv)"
+    return uv
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", KEYS)
+def test_image_python_environment_starts_its_modules(key: str, build_stage: tuple[Path, Path], tmp_path: Path) -> None:
+    """The runtime stage's Python side, without an engine: a fresh venv gets exactly what the Dockerfile installs
+    (its own `uv export` command, hash-checked, wheels only, then the wheel with --no-deps), and every module of
+    the image must start (`python -m steps.<m> --help`, the Dockerfile's self-check)."""
+    context, wheel = build_stage
+    export = export_command(key)
+    requirements = tmp_path / "requirements.txt"
+    export[export.index("--output-file") + 1] = str(requirements)
+    uv = uv_binary()
+    python = str(tmp_path / "venv" / "bin" / "python")
+    install = [uv, "pip", "install", "--quiet", "--python", python]
+    steps = [
+        [uv, *export[1:]],
+        [uv, "venv", "--quiet", "--python", sys.executable, str(tmp_path / "venv")],
+        [*install, "--require-hashes", "--only-binary", ":all:", "-r", str(requirements)],
+        [*install, "--no-deps", str(wheel)],
+    ]
+    for argv in steps:
+        done = subprocess.run(argv, cwd=context, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(argv[:3])}: {done.stderr.strip()[-2000:]}"
+    env = {"PATH": f"{tmp_path / 'venv' / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    modules = [m for m in SPEC["images"][key]["modules"] if module_path(f"steps.{m}") is not None]  # else xfail above
+    # The first run writes the bytecode (pip compiles at install time in the image); the rest then run together.
+    for batch in (modules[:1], modules[1:]):
+        running = {
+            m: subprocess.Popen(
+                ["python", "-m", f"steps.{m}", "--help"],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for m in batch
+        }
+        for module, proc in running.items():
+            _, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, f"images/{key}: python -m steps.{module} --help: {err.decode()[-2000:]}"
 
 
 def test_build_script_tags_images_as_the_templates_name_them(tmp_path: Path) -> None:
