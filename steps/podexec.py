@@ -194,6 +194,17 @@ def parse_exec_status(raw: str | bytes) -> int:
     raise TransientError(f"pod exec failed: {status.get('message') or status.get('reason') or text.strip()[:300]}")
 
 
+def _exec_error(where: str, exc: Exception, api_error: Callable[[str, Exception], Exception]) -> Exception:
+    """Websocket failures arrive as ``ApiException(status=0)``: 401/403 handshakes are RBAC, the rest transient."""
+    status = getattr(exc, "status", None)
+    reason = " ".join(str(getattr(exc, "reason", "") or exc).split())
+    if status != 0:
+        return api_error(where, exc)
+    if "Handshake status 401" in reason or "Handshake status 403" in reason:
+        return UsageError(f"{where}: forbidden ({reason[:200]})", hint="the ServiceAccount needs pods/exec create")
+    return TransientError(f"{where}: exec connection failed ({reason[:300]})")
+
+
 class KubernetesExecutor(PodExecutor):
     """Pod exec through the Kubernetes API (in-cluster or a kubeconfig)."""
 
@@ -253,7 +264,7 @@ class KubernetesExecutor(PodExecutor):
         try:
             ws = stream(self.core.connect_get_namespaced_pod_exec, pod.name, pod.namespace, **kwargs)
         except Exception as exc:
-            raise api_error(where, exc) from exc
+            raise _exec_error(where, exc, api_error) from exc
         _stop_capture(ws)
         err = _Tail()
         deadline = None if timeout is None else time.monotonic() + timeout

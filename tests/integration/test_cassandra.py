@@ -21,7 +21,7 @@ import zstandard
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
 from tests.fakes.cassandra import FakeCassandra
-from tests.harness import StepRun, run_step
+from tests.harness import StepRun, free_port, run_step
 
 TENANT = "acme"
 RUN = "20260101T030000Z-c0ffee"
@@ -220,6 +220,18 @@ def test_bad_inputs_give_one_line_and_exit_code(backed_up: BackedUp, tmp_path: P
     assert wrong.code == 2 and "authentication failed" in wrong.error
     bad_exec = run_step("cassandra", ["backup", "--tenant", TENANT, "--store", store, "--executor", "ssh:x"])
     assert bad_exec.code == 2 and "executor 'ssh:x' is unknown" in bad_exec.error
+    missing = run_step("cassandra", ["backup", "--tenant", TENANT, "--store", store, "--kubeconfig", "/nope"])
+    assert missing.code == 2 and "kubeconfig /nope does not exist" in missing.error
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{free_port()}'}}}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n"
+    )
+    unreachable = run_step(
+        "cassandra", ["backup", "--tenant", TENANT, "--store", store, "--kubeconfig", str(kubeconfig)]
+    )
+    assert unreachable.code == 1 and "cannot reach the Kubernetes API" in unreachable.error
     assert fc.snapshot_dirs() == []
     assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("manifest.json"))
 
