@@ -277,18 +277,33 @@ def _read_scales(cluster: Cluster, workloads: list[Workload]) -> dict[Workload, 
     return {w: cluster.scale(w) for w in workloads}
 
 
+def _selector(scale: dict[str, Any], obj: dict[str, Any]) -> str:
+    """The workload's pod selector: Scale's ``status.selector``, else ``spec.selector.matchLabels``."""
+    from_scale = (scale.get("status") or {}).get("selector")
+    if from_scale:
+        return str(from_scale)
+    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def _pods_gone(cluster: Cluster, scales: dict[Workload, dict[str, Any]]) -> Callable[[], dict[str, str]]:
     def check() -> dict[str, str]:
         pending: dict[str, str] = {}
         for w, scale in scales.items():
             obj = cluster.workload(w)
-            if _status_count(obj, "replicas") or (obj.get("status") or {}).get("observedGeneration", 0) < (
-                obj["metadata"].get("generation") or 0
-            ):
+            observed = (obj.get("status") or {}).get("observedGeneration") or 0
+            if observed < (obj["metadata"].get("generation") or 0):
+                pending[w.ref] = "scale-down not observed by the controller yet"
+                continue
+            if _status_count(obj, "replicas"):
                 pending[w.ref] = f"status.replicas {_status_count(obj, 'replicas')}"
                 continue
-            selector = (scale.get("status") or {}).get("selector") or ""
-            pods = cluster.pods(w.namespace, selector) if selector else []
+            selector = _selector(scale, obj)
+            if not selector:
+                raise UsageError(
+                    f"{w.kind} {w.namespace}/{w.name} has no pod selector; cannot tell when its pods are gone"
+                )
+            pods = cluster.pods(w.namespace, selector)
             if pods:
                 names = ", ".join(p["metadata"]["name"] for p in pods[:3])
                 pending[w.ref] = f"{len(pods)} pods left: {names}"
