@@ -27,6 +27,9 @@ SecretKey = Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
 class ConfigError(Exception):
     """A config problem, as one line: ``<file>: <field>: <problem>``."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
 
 def _valid_cron(v: str) -> str:
     if len(v.split()) != 5 or not croniter.is_valid(v):
