@@ -55,7 +55,7 @@ PATHS = [p for p in _paths(DEFAULT_DICT) if p]
 @st.composite
 def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
     """The default config with a few keys replaced by junk, or junk keys added."""
-    data = json.loads(json.dumps(DEFAULT_DICT))
+    data: dict[str, Any] = json.loads(json.dumps(DEFAULT_DICT))
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(PATHS))
         node = data
