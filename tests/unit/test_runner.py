@@ -49,8 +49,9 @@ record = {"name": name, "attempt": n, "start": start, "end": time.time(), "args"
 with open(state / "calls.jsonl", "a") as fh:
     fh.write(json.dumps(record) + "\n")
 if code:
-    sys.stderr.write(json.dumps({"level": "error", "msg": "finish", "error": f"probe {name} failed with {code}"}) + "\n")
-    print(json.dumps({"ok": False, "error": f"probe {name} failed with {code}"}))
+    error = f"probe {name} failed with {code}"
+    sys.stderr.write(json.dumps({"level": "error", "msg": "finish", "error": error}) + "\n")
+    print(json.dumps({"ok": False, "error": error}))
 else:
     print(json.dumps({"ok": True}))
 sys.exit(code)

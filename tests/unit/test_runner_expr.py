@@ -86,6 +86,7 @@ def test_depends() -> None:
     assert not evaluate_depends("a && b", result)
     assert evaluate_depends("a && (b.Failed || b.Errored)", result)
     assert evaluate_depends("!b.Succeeded && c", result)
-    assert depends_tasks("elasticsearch && cassandra.Succeeded || (x-y.Failed)") == ["elasticsearch", "cassandra", "x-y"]
+    names = depends_tasks("elasticsearch && cassandra.Succeeded || (x-y.Failed)")
+    assert names == ["elasticsearch", "cassandra", "x-y"]
     with pytest.raises(ExprError, match="unknown task result"):
         depends_tasks("a.Finished")
