@@ -37,7 +37,8 @@ from typing import Any
 import pytest
 import yaml
 from packaging.markers import Marker
-from packaging.utils import canonicalize_name
+from packaging.tags import compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from workflows.config import parse_config
 from workflows.images import image_key, image_ref, load_images
@@ -656,6 +657,36 @@ def tomllib_load() -> dict[str, Any]:
 
 def _req_name(requirement: str) -> str:
     return str(canonicalize_name(re.split(r"[=<>~!;\[ ]", requirement, maxsplit=1)[0]))
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+@pytest.mark.parametrize("key", KEYS)
+def test_every_dependency_has_a_wheel_for_the_image(key: str, arch: str) -> None:
+    # The image installs with --only-binary=:all: (no compiler in it), on amd64 and arm64 alike.
+    minor = re.search(r"python:3\.(\d+)", SPEC["build"]["python_image"])
+    assert minor
+    version = (3, int(minor.group(1)))
+    platforms = [f"manylinux_2_{n}_{arch}" for n in range(36, 4, -1)]  # bookworm: glibc 2.36
+    platforms += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}", "linux_" + arch]
+    supported = {*cpython_tags(version, platforms=platforms), *compatible_tags(version, platforms=platforms)}
+    wheels: dict[str, list[str]] = {}
+    for package in tomllib_load_lock()["package"]:
+        urls = [w.get("url") or w.get("path", "") for w in package.get("wheels", [])]
+        wheels.setdefault(str(canonicalize_name(package["name"])), []).extend(urls)
+    lacking = []
+    for name in sorted(installed_distributions(tuple(declared_extras(key)))):
+        tags = [parse_wheel_filename(u.rsplit("/", 1)[-1])[3] for u in wheels.get(name, [])]
+        if not any(t & supported for t in tags):
+            lacking.append(name)
+    assert not lacking, f"images/{key}: no {arch} wheel for Python 3.{version[1]} in uv.lock: {lacking}"
+
+
+@cache
+def tomllib_load_lock() -> dict[str, Any]:
+    """uv.lock."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("key", KEYS)
