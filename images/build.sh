@@ -16,7 +16,8 @@
 #   --dry-run                            print the docker commands instead of running them
 #
 # Python and the tenant config are read with `uv run --frozen python` from the repository; set
-# TENANT_DR_PYTHON to use another interpreter that has the project installed. See docs/images.md.
+# TENANT_DR_PYTHON to use another interpreter that has the project installed. Runs on bash >= 3.2 (macOS).
+# See docs/images.md.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,7 +77,7 @@ fi
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "tag '$tag' is not a valid image tag"
 
 # Image keys and build args from images/images.yaml (the one source of image names).
-plan_text="$("${py[@]}" - "${keys[@]}" <<'EOF'
+plan_text="$("${py[@]}" - ${keys[@]+"${keys[@]}"} <<'EOF'
 import sys
 import yaml
 
@@ -96,13 +97,18 @@ print("--")
 print(*wanted, sep="\n")
 EOF
 )" || exit 2
-mapfile -t plan <<<"$plan_text"
 build_args=()
-for line in "${plan[@]}"; do
-  [[ "$line" == "--" ]] && break
-  build_args+=(--build-arg "$line")
-done
-images=("${plan[@]:$((${#build_args[@]} / 2 + 1))}")
+images=()
+in_args=1
+while IFS= read -r line; do
+  if [[ "$line" == "--" ]]; then
+    in_args=0
+  elif ((in_args)); then
+    build_args+=(--build-arg "$line")
+  else
+    images+=("$line")
+  fi
+done <<<"$plan_text"
 
 revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 run() {
@@ -122,7 +128,7 @@ for key in "${images[@]}"; do
   cmd=(docker buildx build --file "images/${key}/Dockerfile" --tag "$ref"
     --label "org.opencontainers.image.version=${tag}" --label "org.opencontainers.image.revision=${revision}"
     "${build_args[@]}")
-  ((${#extra_args[@]})) && cmd+=("${extra_args[@]}")
+  ((${#extra_args[@]})) && cmd+=("${extra_args[@]}")  # (bash 3.2, macOS: no empty "${a[@]}" under set -u)
   [[ -n "$platform" ]] && cmd+=(--platform "$platform")
   [[ -n "$output" ]] && cmd+=("$output")
   cmd+=(.)
