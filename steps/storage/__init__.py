@@ -5,7 +5,6 @@ from __future__ import annotations
 from steps.runtime.errors import UsageError
 from steps.storage.base import MiB, ObjectExists, ObjectInfo, ObjectNotFound, ObjectStore
 from steps.storage.local import FileStore
-from steps.storage.s3 import S3Settings, S3Store
 from steps.storage.url import StoreURL, parse_store_url
 
 SSE_MODES = ("AES256", "aws:kms")
@@ -32,6 +31,8 @@ def open_store(
     if parsed.scheme == "file":
         assert parsed.path is not None
         return FileStore(parsed.path, parsed.text)
+    from steps.storage.s3 import S3Settings, S3Store  # boto3 is imported only when an s3:// store is used
+
     settings = S3Settings(
         bucket=parsed.bucket,
         prefix=parsed.prefix,
@@ -52,8 +53,6 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
-    "S3Settings",
-    "S3Store",
     "StoreURL",
     "open_store",
     "parse_store_url",
