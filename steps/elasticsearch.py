@@ -46,10 +46,10 @@ from steps.runtime import (
     write_output,
 )
 from steps.runtime.errors import ExitCode
-from steps.storage.s3 import S3Store
 from steps.storage.catalog import Catalog
 from steps.storage.manifest import ComponentManifest, utcnow
 from steps.storage.options import catalog_options
+from steps.storage.s3 import S3Store
 from steps.storage.stream import verify as verify_object
 
 COMPONENT = "elasticsearch"
