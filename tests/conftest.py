@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import PostgresServer, RedisServer, S3Server, postgres_server, redis_server, s3_server
+from tests.harness import (
+    PostgresServer,
+    RedisServer,
+    S3Server,
+    postgres_server,
+    redis_server,
+    register_test_secret,
+    s3_server,
+)
 
 # Fixtures of the HTTP-level fakes (fake_kube, fake_kube_factory, ...).
 pytest_plugins = ["tests.fakes.kube"]
@@ -23,6 +31,7 @@ os.environ.update(
         "AWS_EC2_METADATA_DISABLED": "true",
     }
 )
+register_test_secret(os.environ["AWS_SECRET_ACCESS_KEY"])
 
 
 @pytest.fixture(scope="session")

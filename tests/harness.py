@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +24,23 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+_SECRET_ENV = re.compile(r"(PASSWORD|TOKEN|SECRET)", re.IGNORECASE)
+KNOWN_SECRETS: set[str] = set()
+
+
+def register_test_secret(value: str | None) -> None:
+    """Every step run in the suite is checked for this value in its output (see :func:`run_step`)."""
+    if value and len(value) >= 6:
+        KNOWN_SECRETS.add(value)
+
+
+def assert_no_secret(where: str, text: str, extra: set[str] | None = None) -> None:
+    """Fail the test if a known secret appears in ``text``."""
+    for secret in KNOWN_SECRETS | (extra or set()):
+        if secret in text:
+            raise AssertionError(f"secret value leaked into {where}")
+
+
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
 
@@ -96,6 +114,7 @@ def postgres_server(password: str = "pg-Secret-9f3b2a") -> Iterator[PostgresServ
     """Start PostgreSQL with initdb + pg_ctl on a free port; stop and delete it afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="tdr-pg-"))
     datadir, pwfile = tmp / "data", tmp / "pw"
+    register_test_secret(password)
     pwfile.write_text(password)
     if os.geteuid() == 0:
         shutil.chown(tmp, "postgres", "postgres")
@@ -167,6 +186,7 @@ def redis_server(password: str | None = "rd-Secret-77c1e0") -> Iterator[RedisSer
     binary = shutil.which("redis-server")
     if not binary:
         raise RuntimeError("redis-server not found; run the README's test command (it installs it)")
+    register_test_secret(password)
     tmp = Path(tempfile.mkdtemp(prefix="tdr-redis-"))
     port = free_port()
     argv = [
@@ -283,6 +303,15 @@ def run_step(
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    # No step may ever print a secret: check every run's stdout, stderr and output files against the
+    # secrets the suite knows and the secret-looking env vars this run was given.
+    given = {v for k, v in (env or {}).items() if _SECRET_ENV.search(k) and len(v) >= 6}
+    assert_no_secret(f"the output of steps.{module} {' '.join(args[:1])}", stdout + stderr, given)
+    out_dir = Path(full_env["STEP_OUTPUT_DIR"])
+    if out_dir.is_dir():
+        for f in out_dir.iterdir():
+            if f.is_file():
+                assert_no_secret(f"output parameter {f.name}", f.read_text(errors="replace"), given)
     logs = []
     for line in stderr.splitlines():
         with contextlib.suppress(json.JSONDecodeError):
