@@ -356,7 +356,7 @@ def installed_distributions(extras: tuple[str, ...]) -> frozenset[str]:
     return frozenset(names)
 
 
-# -- binaries: a small data-flow pass over the closure's modules
+# -- binaries and sub-invoked step modules: a small data-flow pass over the closure's modules
 
 SUBPROCESS_ARGV = {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"}
 SUBPROCESS_PROGRAM = {"create_subprocess_exec", "execv", "execvp", "execve", "execvpe", "spawnv", "spawnvp"}
@@ -383,15 +383,26 @@ class Function:
 
 
 @dataclass
+class PythonRun:
+    """``[sys.executable, "-m", "steps.<m>", "<action>", ...]``: step modules run in the same image."""
+
+    module: str
+    site: int | None
+    candidates: list[str]
+    action: str | None
+
+
+@dataclass
 class BinaryScan:
-    """Program-name and argv sinks per function, and the literal programs found."""
+    """Program-name and argv sinks per function, the programs found and the step modules run, by call site."""
 
     functions: dict[tuple[str, str], list[Function]]
     imported: dict[str, dict[str, tuple[str, str]]]
     constants: dict[str, dict[str, ast.expr]]
     program_sinks: dict[int, set[str]] = field(default_factory=dict)
     argv_sinks: dict[int, set[str]] = field(default_factory=dict)
-    found: dict[str, set[str]] = field(default_factory=dict)
+    found: dict[str, set[tuple[str, int | None]]] = field(default_factory=dict)
+    python_runs: list[PythonRun] = field(default_factory=list)
 
 
 def _scan_tables(modules: list[str]) -> BinaryScan:
@@ -418,10 +429,21 @@ def _scan_tables(modules: list[str]) -> BinaryScan:
         for imp in runtime_nodes(tree):
             if not isinstance(imp, ast.ImportFrom) or not imp.module:
                 continue
-            if imp.module.startswith("steps") or imp.module in ("subprocess", "shutil", "os", "asyncio"):
+            if imp.module.startswith("steps") or imp.module in ("subprocess", "shutil", "os", "asyncio", "sys"):
                 for alias in imp.names:
                     imported[dotted][alias.asname or alias.name] = (imp.module, alias.name)
     return BinaryScan(functions, imported, constants)
+
+
+def _module_level(tree: ast.Module) -> Iterator[ast.AST]:
+    """Nodes of a module outside its functions and classes (code that runs at import)."""
+    stack: list[ast.AST] = [n for n in tree.body if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.ClassDef):
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
 
 
 def _call_kind(scan: BinaryScan, module: str, call: ast.Call) -> str | None:
@@ -444,15 +466,18 @@ def _call_kind(scan: BinaryScan, module: str, call: ast.Call) -> str | None:
 
 def _resolve(scan: BinaryScan, module: str, call: ast.Call) -> list[Function]:
     """The steps functions a call may reach: plain calls and constructors, not methods of other objects."""
-    func = call.func
-    if isinstance(func, ast.Name):
-        if (module, func.id) in scan.functions:
-            return scan.functions[(module, func.id)]
-        source = scan.imported[module].get(func.id)
+    return _resolve_ref(scan, module, call.func)
+
+
+def _resolve_ref(scan: BinaryScan, module: str, ref: ast.expr) -> list[Function]:
+    if isinstance(ref, ast.Name):
+        if (module, ref.id) in scan.functions:
+            return scan.functions[(module, ref.id)]
+        source = scan.imported[module].get(ref.id)
         if source is not None and source in scan.functions:
             return scan.functions[source]
-    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("self", "cls"):
-        return scan.functions.get((module, f".{func.attr}"), [])
+    if isinstance(ref, ast.Attribute) and isinstance(ref.value, ast.Name) and ref.value.id in ("self", "cls"):
+        return scan.functions.get((module, f".{ref.attr}"), [])
     return []
 
 
@@ -467,14 +492,16 @@ def _bound(target: Function, call: ast.Call) -> Iterator[tuple[str, ast.expr]]:
             yield kw.arg, kw.value
 
 
-def _programs(scan: BinaryScan, module: str, fn: Function | None, expr: ast.expr, kind: str) -> bool:
-    """Record what ``expr`` contributes as a program (or argv); True if a sink set grew."""
+def _programs(scan: BinaryScan, module: str, fn: Function | None, expr: ast.expr, kind: str, site: int | None) -> bool:
+    """Record what ``expr`` contributes as a program (or argv) at ``site``; True if a sink set grew."""
     if isinstance(expr, ast.Constant) and isinstance(expr.value, str) and expr.value.strip():
         program = expr.value.split()[0] if kind == "argv" else expr.value  # argv as a string: shell=True
-        scan.found.setdefault(program, set()).add(module)
+        scan.found.setdefault(program, set()).add((module, site))
         return False
     if isinstance(expr, ast.List | ast.Tuple) and kind == "argv" and expr.elts:
-        return _programs(scan, module, fn, expr.elts[0], "program")
+        if _python_run(scan, module, expr.elts, site):
+            return False
+        return _programs(scan, module, fn, expr.elts[0], "program", site)
     if isinstance(expr, ast.Name):
         if fn is not None and expr.id in fn.all_params:
             sinks = scan.argv_sinks if kind == "argv" else scan.program_sinks
@@ -482,8 +509,45 @@ def _programs(scan: BinaryScan, module: str, fn: Function | None, expr: ast.expr
             sinks[id(fn)].add(expr.id)
             return len(sinks[id(fn)]) > before
         if expr.id in scan.constants[module]:
-            return _programs(scan, module, None, scan.constants[module][expr.id], kind)
+            return _programs(scan, module, None, scan.constants[module][expr.id], kind, site)
     return False
+
+
+def _python_run(scan: BinaryScan, module: str, argv: list[ast.expr], site: int | None) -> bool:
+    """Record ``[python, "-m", "steps.<m>", action?]``; True if ``argv`` is a Python interpreter run."""
+    first = argv[0]
+    is_python = (isinstance(first, ast.Attribute) and first.attr == "executable") or (
+        isinstance(first, ast.Constant) and first.value in ("python", "python3")
+    )
+    if not is_python:
+        return False
+    if len(argv) < 3 or not (isinstance(argv[1], ast.Constant) and argv[1].value == "-m"):
+        return True  # python running a script or -c: nothing the image must add
+    target = argv[2]
+    if isinstance(target, ast.Constant) and isinstance(target.value, str):
+        name = target.value
+        candidates = [name.removeprefix("steps.")] if name.startswith("steps.") else []
+        if not name.startswith("steps."):
+            return True  # a third-party module: covered by the imports check
+    elif isinstance(target, ast.JoinedStr) and ast.unparse(target).startswith(("f'steps.{", 'f"steps.{')):
+        # f"steps.{name}": the step modules the module names in its constants (e.g. KNOWN_COMPONENTS).
+        named = {
+            elt.value
+            for value in scan.constants[module].values()
+            if isinstance(value, ast.Tuple | ast.List | ast.Set)
+            for elt in value.elts
+            if isinstance(elt, ast.Constant) and isinstance(elt.value, str)
+        }
+        candidates = sorted(n for n in named if n.isidentifier() and module_path(f"steps.{n}") is not None)
+    else:
+        candidates = []
+    action = argv[3].value if len(argv) > 3 and isinstance(argv[3], ast.Constant) else None
+    scan.python_runs.append(PythonRun(module, site, candidates, action if isinstance(action, str) else None))
+    return True
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
 
 
 def _click_dest(call: ast.Call) -> str | None:
@@ -495,38 +559,118 @@ def _click_dest(call: ast.Call) -> str | None:
     return longs[0][2:].replace("-", "_") if longs else None
 
 
-def required_binaries(modules: list[str]) -> dict[str, set[str]]:
-    """External program → the modules that run it, for an image running ``modules``."""
-    scan = _scan_tables(closure(modules))
-    everything = [f for fs in scan.functions.values() for f in fs]
-    changed = True
-    while changed:
-        changed = False
-        scopes: list[tuple[str, Function | None, ast.AST]] = [(f.module, f, f.node) for f in everything]
-        scopes += [(m, None, parse_module(m)) for m in scan.imported]
-        for module, fn, scope in scopes:
-            for node in ast.walk(scope):
-                if not isinstance(node, ast.Call):
-                    continue
-                kind = _call_kind(scan, module, node)
-                first = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "args"), None)
-                if kind is not None and first is not None:
-                    changed |= _programs(scan, module, fn, first, "program" if kind == "which" else kind)
-                for target in _resolve(scan, module, node):
-                    for param, arg in _bound(target, node):
-                        if param in scan.program_sinks.get(id(target), set()):
-                            changed |= _programs(scan, module, fn, arg, "program")
-                        if param in scan.argv_sinks.get(id(target), set()):
-                            changed |= _programs(scan, module, fn, arg, "argv")
+def _action_functions(scan: BinaryScan, module: str, action: str | None) -> list[Function]:
+    """The functions registered as ``action`` (``@action(cli, "name")`` or by function name); all if None."""
+    fns = [f for (m, _), fs in scan.functions.items() if m == module for f in fs]
+    if action is None:
+        return fns
+    chosen = []
+    for fn in fns:
+        for deco in fn.node.decorator_list:
+            if not isinstance(deco, ast.Call) or ast.unparse(deco.func).rpartition(".")[2] != "action":
+                continue
+            named = [a for a in deco.args[1:2] if isinstance(a, ast.Constant)]
+            named += [k.value for k in deco.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)]
+            name = named[0].value if named else fn.node.name.replace("_", "-")
+            if name == action:
+                chosen.append(fn)
+    return chosen
+
+
+def _reachable(scan: BinaryScan, entries: list[Function]) -> set[int]:
+    """Functions reachable from ``entries``: calls, and functions passed as values (callbacks, threads)."""
+    seen: set[int] = set()
+    todo = list(entries)
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        for node in ast.walk(fn.node):
+            if isinstance(node, ast.Name | ast.Attribute):
+                todo.extend(f for f in _resolve_ref(scan, fn.module, node) if id(f) not in seen)
+    return seen
+
+
+@dataclass
+class ImageNeeds:
+    """What an image needs, derived from its modules' code."""
+
+    modules: list[str]
+    binaries: dict[str, set[str]]
+    problems: list[str]
+    run_by: dict[str, set[str]]
+
+
+@cache
+def image_needs(modules: tuple[str, ...]) -> ImageNeeds:
+    """Modules an image runs (its own, plus those they run with ``python -m``) and the programs they run."""
+    full = sorted(m for m in modules if module_path(f"steps.{m}") is not None)
+    runs: dict[str, set[str | None]] = {}
+    while True:
+        scan = _scan_tables(closure(sorted({*full, *runs})))
+        everything = [f for fs in scan.functions.values() for f in fs]
+        changed = True
+        while changed:
+            changed = False
+            scopes: list[tuple[str, Function | None, Iterator[ast.AST]]] = [
+                (f.module, f, ast.walk(f.node)) for f in everything
+            ]
+            scopes += [(m, None, _module_level(parse_module(m))) for m in scan.imported]
+            for module, fn, nodes in scopes:
+                site = id(fn) if fn is not None else None
+                for node in nodes:
+                    if not isinstance(node, ast.Call):
+                        continue
+                    kind = _call_kind(scan, module, node)
+                    first = (
+                        node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "args"), None)
+                    )
+                    if kind is not None and first is not None:
+                        changed |= _programs(scan, module, fn, first, "program" if kind == "which" else kind, site)
+                    for target in _resolve(scan, module, node):
+                        for param, arg in _bound(target, node):
+                            if param in scan.program_sinks.get(id(target), set()):
+                                changed |= _programs(scan, module, fn, arg, "program", site)
+                            if param in scan.argv_sinks.get(id(target), set()):
+                                changed |= _programs(scan, module, fn, arg, "argv", site)
+        own = set(closure(full))
+        entries = [f for f in everything if f.module in own]
+        for sub, actions in runs.items():
+            for action in actions:
+                entries += _action_functions(scan, f"steps.{sub}", action)
+        live = _reachable(scan, entries)
+        problems = []
+        run_by: dict[str, set[str]] = {}
+        grown = False
+        for run in scan.python_runs:
+            if run.site is not None and run.site not in live:
+                continue
+            if not run.candidates:
+                problems.append(f"{run.module} runs `python -m` with a step module this check cannot name")
+            for candidate in run.candidates:
+                run_by.setdefault(f"steps.{candidate}", set()).add(run.module)
+                if candidate not in full and run.action not in runs.setdefault(candidate, set()):
+                    runs[candidate].add(run.action)
+                    grown = True
+        if not grown:
+            break
     for fn in everything:  # click options whose value is a program name
+        if id(fn) not in live:
+            continue
         for deco in fn.node.decorator_list:
             if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "option":
                 dest = _click_dest(deco)
-                default = next((k.value for k in deco.keywords if k.arg == "default"), None)
+                default = _keyword(deco, "default")
                 if dest in scan.program_sinks.get(id(fn), set()) and default is not None:
-                    _programs(scan, fn.module, None, default, "program")
-    scan.found.pop("python", None)
-    return scan.found
+                    _programs(scan, fn.module, None, default, "program", id(fn))
+    binaries = {
+        program: {module for module, site in sites if site is None or site in live}
+        for program, sites in scan.found.items()
+        if program != "python"
+    }
+    live_binaries = {p: users for p, users in binaries.items() if users}
+    return ImageNeeds(sorted({*full, *runs}), live_binaries, problems, run_by)
 
 
 # ---- images.yaml and the templates ------------------------------------------------------------------
@@ -639,9 +783,13 @@ def test_image_installs_the_extras_its_modules_import(key: str) -> None:
     optional = tomllib_load()["project"]["optional-dependencies"]
     assert all(e in optional for e in extras), f"images/{key}/Dockerfile: unknown extra in {extras}"
     installed = installed_distributions(tuple(extras))
+    needs = image_needs(tuple(modules))
     missing = []
-    for dists, users in sorted(required_distributions(modules).items()):
+    for dists, importers in sorted(required_distributions(needs.modules).items()):
         if not set(dists.split("|")) & installed:
+            users = {
+                f"{u} (run by {', '.join(sorted(needs.run_by[u]))})" if u in needs.run_by else u for u in importers
+            }
             providers = sorted(e for e, reqs in optional.items() if any(_req_name(r) in dists.split("|") for r in reqs))
             missing.append(f"{dists} (imported by {', '.join(sorted(users))}; extra: {', '.join(providers) or '?'})")
     assert not missing, f"images/{key}/Dockerfile (extras {extras}) does not install: " + "; ".join(missing)
@@ -691,10 +839,10 @@ def tomllib_load_lock() -> dict[str, Any]:
 
 @pytest.mark.parametrize("key", KEYS)
 def test_image_provides_the_binaries_its_modules_run(key: str) -> None:
-    modules = SPEC["images"][key]["modules"]
-    needed = required_binaries(modules)
+    needs = image_needs(tuple(SPEC["images"][key]["modules"]))
+    assert not needs.problems, f"images/{key}: {'; '.join(needs.problems)}"
     provided = declared_list(key, "STEP_BINARIES")
-    missing = {b: sorted(users) for b, users in needed.items() if b not in provided}
+    missing = {b: sorted(users) for b, users in needs.binaries.items() if b not in provided}
     assert not missing, f"images/{key}/Dockerfile: STEP_BINARIES lacks programs the code runs: {missing}"
 
 
@@ -930,7 +1078,8 @@ def test_image_python_environment_starts_its_modules(key: str, build_stage: tupl
         done = subprocess.run(argv, cwd=context, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{' '.join(argv[:3])}: {done.stderr.strip()[-2000:]}"
     env = {"PATH": f"{tmp_path / 'venv' / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    modules = [m for m in SPEC["images"][key]["modules"] if module_path(f"steps.{m}") is not None]  # else xfail above
+    # The image's modules (a missing one is the xfail above) and those they run with `python -m`.
+    modules = image_needs(tuple(SPEC["images"][key]["modules"])).modules
     # The first run writes the bytecode (pip compiles at install time in the image); the rest then run together.
     for batch in (modules[:1], modules[1:]):
         running = {
