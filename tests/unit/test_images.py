@@ -11,6 +11,12 @@ What each image must contain is derived from the code, not from a hand-kept list
   functions whose parameter reaches such a call (e.g. ``find_tool("pg_dump")``), and the ``default=`` of a
   click option whose parameter does (e.g. ``--redis-server``). Commands sent through a pod executor
   (``executor.exec(pod, [...])``) run inside the pods, not in the image, and are not counted.
+* Step modules a module runs itself (``[sys.executable, "-m", "steps.<m>", "<action>"]``, also
+  ``f"steps.{name}"`` over the module names it lists in its constants) belong to the image too: all their
+  imports, and the binaries their ``<action>`` reaches.
+
+One test per image also runs the Python side of the runtime stage for real: the Dockerfile's own ``uv export``
+installed hash-checked into a fresh venv, then every module the image runs must start.
 
 Each Dockerfile declares the modules and binaries it provides in ``ARG STEP_MODULES`` / ``ARG STEP_BINARIES``
 and checks them at build time (``python -m steps.<m> --help``, ``command -v``); these tests tie those
@@ -45,7 +51,6 @@ from workflows.images import image_key, image_ref, load_images
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "images"
-STEPS = ROOT / "steps"
 SPEC: dict[str, Any] = yaml.safe_load((IMAGES / "images.yaml").read_text(encoding="utf-8"))
 KEYS: list[str] = list(SPEC["images"])
 MODULE_ROWS = [(key, module) for key in KEYS for module in SPEC["images"][key]["modules"]]
