@@ -286,6 +286,87 @@ class Cluster(_Model):
         return self
 
 
+IngressRef = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+ConfigMapKeyRef = Annotated[
+    str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-._a-zA-Z0-9]+$")
+]
+DomainName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
+
+
+class DRSource(_Model):
+    """The old (source) tenant: whose backups are restored and which is fenced, reached only through its API."""
+
+    tenant: str | None = Field(
+        None, pattern=DNS_LABEL, max_length=20, description="its tenant name in the store (default: this tenant's name)"
+    )
+    cluster: Cluster = Field(
+        default_factory=lambda: Cluster(
+            mode="kubeconfig", kubeconfig=SecretRef(name="tenant-dr-source-kubeconfig", key="kubeconfig")
+        ),
+        description="how its Kubernetes API is reached (a kubeconfig Secret, or in-cluster)",
+    )
+    workloads: list[Workload] | None = Field(
+        None, description="its apps to scale to 0 when fencing (default: the top-level fence list)"
+    )
+
+
+class SystemTest(_Model):
+    """One HTTP check run against the domain after the DNS cutover."""
+
+    path: str = Field("/", pattern=r"^/\S*$")
+    expect_status: int = Field(200, ge=100, le=599)
+    body_contains: str | None = None
+
+
+class Onboarding(_Model):
+    """How the new tenant is provisioned before its data is restored."""
+
+    template: K8sName = Field("tenant-onboard", description="WorkflowTemplate called (entrypoint main)")
+    bundle_configmap: IngressRef = Field(
+        "argo/tenant-bundle", description="namespace/name of the ConfigMap holding the manifest bundle"
+    )
+    placeholder: str = Field("__TENANT_DOMAIN__", pattern=r"^\S{3,64}$", description="replaced by the domain")
+    namespaces: list[Namespace] = Field(
+        default_factory=list, description="also wait for every workload in these namespaces"
+    )
+
+
+class DR(_Model):
+    """tenant-recreate: this config describes the NEW tenant; ``source`` is the old one."""
+
+    source: DRSource = DRSource()
+    domain: DomainName | None = Field(None, description="the public domain to move (default: dns.record)")
+    temporary_domain: DomainName | None = Field(
+        None, description="the new tenant's own domain until the move (None: no set-domain step)"
+    )
+    ingresses: list[IngressRef] = Field(default_factory=list, description="ns/name Ingresses set-domain rewrites")
+    configmap_keys: list[ConfigMapKeyRef] = Field(
+        default_factory=list, description="ns/name/key ConfigMap values set-domain rewrites"
+    )
+    ingress_service: IngressRef = Field(
+        "ingress-nginx/ingress-nginx-controller",
+        description="the new tenant's LoadBalancer Service; its hostname becomes the DNS target",
+    )
+    onboarding: Onboarding = Onboarding()
+    system_tests: list[SystemTest] = Field(default_factory=lambda: [SystemTest()], min_length=1)
+    system_tests_base_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="where system tests go (default: https://<domain>)"
+    )
+    approval: bool = True
+    rollback: bool = True
+    teardown_template: K8sName | None = Field(
+        None, description="drill: a WorkflowTemplate (entrypoint main) that deletes the scratch tenant's data"
+    )
+
+    @model_validator(mode="after")
+    def _moves_somewhere(self) -> DR:
+        if (self.ingresses or self.configmap_keys) and not self.temporary_domain:
+            raise ValueError("ingresses/configmap_keys need temporary_domain (the domain set-domain moves from)")
+        if self.temporary_domain and not (self.ingresses or self.configmap_keys):
+            raise ValueError("temporary_domain needs ingresses and/or configmap_keys to rewrite")
+        return self
+
+
 class TenantConfig(_Model):
     """One tenant: what to back up, where to, when, and how DR reaches it."""
 
@@ -302,12 +383,40 @@ class TenantConfig(_Model):
     notify: Notify = Notify()
     dns: DNS = DNS()
     cluster: Cluster = Cluster()
+    dr: DR = DR()
 
     @model_validator(mode="after")
     def _something_enabled(self) -> TenantConfig:
         if not self.components.enabled():
             raise ValueError("components: at least one component must be enabled")
         return self
+
+    @model_validator(mode="after")
+    def _dr_never_fences_itself(self) -> TenantConfig:
+        if self.dr.source.cluster.mode == "in-cluster" and self.cluster.mode == "in-cluster":
+            own = {w.ref for w in self.fence}
+            clash = sorted(w.ref for w in self.dr_source_workloads if w.ref in own)
+            if clash:
+                raise ValueError(
+                    f"dr.source: the old and new tenant share a cluster and fencing would scale down the new "
+                    f"tenant's own {', '.join(clash)}; list the old tenant's workloads in dr.source.workloads"
+                )
+        return self
+
+    @property
+    def dr_source_tenant(self) -> str:
+        """The old tenant's name in the store (default: this tenant's)."""
+        return self.dr.source.tenant or self.name
+
+    @property
+    def dr_source_workloads(self) -> list[Workload]:
+        """The old tenant's workloads to fence (default: the top-level fence list)."""
+        return self.dr.source.workloads if self.dr.source.workloads is not None else self.fence
+
+    @property
+    def dr_domain(self) -> str:
+        """The public domain DR moves (default: dns.record)."""
+        return self.dr.domain or self.dns.record
 
 
 DEFAULT = TenantConfig()
