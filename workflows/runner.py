@@ -771,6 +771,7 @@ class Runner:
                     if not go:
                         nodes[tname] = self._node(child_name, tname, "Skipped", _call_template(task), node)
                         self._set(nodes[tname], OMITTED, "omitted: depends condition not met")
+                        self._scope_of(f"tasks.{tname}", nodes[tname], local)
                         started = True
                         continue
                     if not go_when:
@@ -778,6 +779,7 @@ class Runner:
                         self._set(
                             nodes[tname], SKIPPED, f"when '{self._subst(task['when'], tscope, tname)}' evaluated false"
                         )
+                        self._scope_of(f"tasks.{tname}", nodes[tname], local)
                         started = True
                         continue
                     placeholder = Node(id="", name=child_name, display=tname, type="", template="", phase=RUNNING)
@@ -812,6 +814,8 @@ class Runner:
         with self.lock:
             local[f"{prefix}.status"] = child.phase
             local[f"{prefix}.id"] = child.id
+            local[f"{prefix}.startedAt"] = _iso(child.started) or ""
+            local[f"{prefix}.finishedAt"] = _iso(child.finished) or ""
             if child.exit_code is not None:
                 local[f"{prefix}.exitCode"] = str(child.exit_code)
             if child.result is not None:
