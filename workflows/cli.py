@@ -1,4 +1,4 @@
-"""``tenant-dr``: build, lint and run the Argo packages of a tenant."""
+"""``tenant-dr``: build, lint, document and run the Argo packages of a tenant."""
 
 from __future__ import annotations
 
@@ -110,6 +110,46 @@ def lint(directory: Path, images_dir: Path | None) -> None:
         click.echo(f"{len(findings)} finding(s) in {directory}", err=True)
         sys.exit(1)
     click.echo(f"ok: {directory} passes the schema, semantic and wiring checks")
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Read already built packages from this directory instead of building the config.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docs/reference"),
+    show_default=True,
+    help="Where the pages go: <out>/README.md and <out>/<package>.md.",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the pages under --out are not current.")
+def docs(config_path: str | None, bundle_dir: Path | None, out_dir: Path, check: bool) -> None:
+    """Generate the template reference (one Markdown page per package) from the compiled packages."""
+    from workflows.docs import BundleError, reference_for_config, render_reference, stale_pages, write_reference
+    from workflows.images import ImagesError
+
+    if bundle_dir is not None and config_path is not None:
+        fail("--config and --bundle are exclusive: --bundle documents packages that are already built")
+    try:
+        pages = render_reference(bundle_dir) if bundle_dir else reference_for_config(load_or_fail(config_path))
+    except (BundleError, ImagesError) as exc:
+        fail(str(exc))
+    if check:
+        stale = stale_pages(pages, out_dir)
+        if stale:
+            click.echo(f"stale: {', '.join(stale)} under {out_dir}; run: tenant-dr docs --out {out_dir}", err=True)
+            sys.exit(1)
+        click.echo(f"ok: {out_dir} is current ({len(pages)} pages)")
+        return
+    written = write_reference(pages, out_dir)
+    click.echo(f"wrote {len(written)} pages to {out_dir}: {', '.join(p.name for p in written)}")
 
 
 @cli.command("run")
