@@ -386,9 +386,13 @@ def cron_workflow_section(obj: Obj, ctx: _Context) -> list[str]:
     policy = [f"concurrency {_code(spec.get('concurrencyPolicy', 'Allow'))}"]
     if "startingDeadlineSeconds" in spec:
         policy.append(f"a missed run still starts within {_duration(spec['startingDeadlineSeconds'])}")
-    for key, label in (("successfulJobsHistoryLimit", "successful"), ("failedJobsHistoryLimit", "failed")):
-        if key in spec:
-            policy.append(f"keeps {spec[key]} {label} runs")
+    history = [
+        f"{spec[key]} {label}"
+        for key, label in (("successfulJobsHistoryLimit", "successful"), ("failedJobsHistoryLimit", "failed"))
+        if key in spec
+    ]
+    if history:
+        policy.append(f"history kept: {', '.join(history)}")
     if spec.get("suspend"):
         policy.append("**suspended**")
     out.append("- " + "; ".join(policy))
