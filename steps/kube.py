@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from steps.kubeapi import call_json, kube_options, load_api_client
+from steps.kubeapi import REQUEST_TIMEOUT, api_error, call_json, kube_options, load_api_client
 from steps.runtime import (
     IntegrityError,
     TransientError,
@@ -395,6 +395,11 @@ def scale_down(
 @click.option(
     "--workloads", envvar="TENANT_DR_WORKLOADS", default=None, help="Subset to scale up (default: all recorded)."
 )
+@click.option(
+    "--missing-ok",
+    is_flag=True,
+    help="Exit 0 as a no-op when the operation recorded nothing (scale-down never ran): for rollback handlers.",
+)
 @wait_options
 @confirm_option
 def scale_up(
@@ -405,6 +410,7 @@ def scale_up(
     operation: str,
     record: str,
     workloads: str | None,
+    missing_ok: bool,
     timeout: float,
     poll_seconds: float,
     confirm: bool,
@@ -412,6 +418,10 @@ def scale_up(
     """Scale back to the replicas recorded by scale-down and wait until they are ready."""
     record_name = f"replicas-{record}"
     stored = catalog.get_state(operation, record_name)
+    if stored is None and missing_ok:
+        get_logger().info("nothing was scaled down under this operation; nothing to scale up", operation=operation)
+        write_output("replicas", {})
+        return {"operation": operation, "record": record_name, "replicas": {}, "scaled_up": False}
     if stored is None:
         raise IntegrityError(
             f"operation {operation} has no {record_name} record in {catalog.store.url}",
@@ -651,6 +661,169 @@ def set_domain(
         raise IntegrityError(f"after the patch these objects do not carry domain {new}: {', '.join(wrong)}")
     write_output("previous", original)
     return {**result, "dry_run": False}
+
+
+# ---- apply-bundle --------------------------------------------------------------------------------
+
+WORKLOAD_KINDS = {"Deployment": "deployment", "StatefulSet": "statefulset"}
+
+
+@dataclass(frozen=True)
+class BundleObject:
+    """One manifest of a bundle and where it is served."""
+
+    obj: dict[str, Any]
+    resource: Any  # the dynamic client's Resource (kind, plural, namespaced)
+    source: str  # "<configmap key> #<n>" for messages
+
+    @property
+    def ref(self) -> str:
+        """``Kind ns/name`` (or ``Kind name`` when cluster-scoped)."""
+        meta = self.obj["metadata"]
+        ns = meta.get("namespace")
+        return f"{self.obj['kind']} {ns + '/' if ns else ''}{meta['name']}"
+
+
+def parse_bundle(data: dict[str, str], placeholder: str, domain: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every manifest of the ConfigMap's keys (sorted by key, documents in order), the domain substituted."""
+    import yaml
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    for key in sorted(data):
+        if not key.endswith((".yaml", ".yml", ".json")):
+            continue
+        try:
+            docs = list(yaml.safe_load_all(data[key].replace(placeholder, domain)))
+        except yaml.YAMLError as exc:
+            raise UsageError(f"bundle key {key} is not valid YAML: {' '.join(str(exc).split())[:200]}") from exc
+        for n, doc in enumerate(d for d in docs if d is not None):
+            where = f"{key} #{n + 1}"
+            if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
+                raise UsageError(f"bundle object {where} has no apiVersion/kind")
+            if not (doc.get("metadata") or {}).get("name"):
+                raise UsageError(f"bundle object {where} ({doc['kind']}) has no metadata.name")
+            if doc["kind"] == "Secret":
+                raise UsageError(
+                    f"bundle object {where} is a Secret",
+                    hint="a ConfigMap bundle must not carry secrets; provision Secrets separately",
+                )
+            out.append((where, doc))
+    if not out:
+        raise UsageError("the bundle holds no manifests", hint="put YAML manifests under keys ending in .yaml")
+    return out
+
+
+class BundleApi:
+    """Discovery and server-side apply of arbitrary manifests (the client's dynamic API)."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        from kubernetes.dynamic import DynamicClient
+
+        api = load_api_client(kubeconfig, context)
+        try:
+            self.dynamic = DynamicClient(api)
+        except Exception as exc:
+            raise api_error("discover the cluster's APIs", exc) from exc
+
+    def locate(self, where: str, obj: dict[str, Any]) -> BundleObject:
+        """Check that the cluster serves ``obj``'s kind, and where (usage error for an unknown kind)."""
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        api_version, kind = str(obj["apiVersion"]), str(obj["kind"])
+        try:
+            resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as exc:
+            raise UsageError(f"bundle object {where}: the cluster serves no {kind} in {api_version}") from exc
+        except Exception as exc:
+            raise api_error(f"discover {kind} in {api_version}", exc) from exc
+        meta = obj["metadata"]
+        _check_name(str(meta["name"]), f"{kind} name", "atlas")
+        if resource.namespaced:
+            ns = meta.get("namespace")
+            if not ns:
+                raise UsageError(f"bundle object {where}: {kind} {meta['name']} has no metadata.namespace")
+            _check_name(str(ns), "namespace", "atlas")
+        else:
+            meta.pop("namespace", None)
+        return BundleObject(obj, resource, where)
+
+    def apply(self, item: BundleObject, field_manager: str) -> None:
+        """Server-side apply (conflicts forced: the bundle owns what it sets)."""
+        meta = item.obj["metadata"]
+        try:
+            self.dynamic.server_side_apply(
+                item.resource,
+                body=item.obj,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=field_manager,
+                force_conflicts=True,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except Exception as exc:  # ApiException and connection errors; a re-run re-applies (idempotent)
+            raise api_error(f"apply {item.ref}", exc) from exc
+
+
+@action(cli, "apply-bundle")
+@kube_options
+@click.option("--configmap", "configmap_ref", required=True, help="ns/name of the ConfigMap holding the bundle.")
+@click.option("--domain", required=True, help="The tenant's domain, substituted for --placeholder.")
+@click.option("--placeholder", default="__TENANT_DOMAIN__", show_default=True, help="Text replaced by --domain.")
+@click.option("--field-manager", default="tenant-dr", show_default=True, help="Server-side apply field manager.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the bundle's workloads.")
+@wait_options
+@confirm_option
+def apply_bundle(
+    kubeconfig: str | None,
+    kube_context: str | None,
+    configmap_ref: str,
+    domain: str,
+    placeholder: str,
+    field_manager: str,
+    wait: bool,
+    timeout: float,
+    poll_seconds: float,
+    confirm: bool,
+) -> dict[str, Any]:
+    """Server-side apply every manifest of a ConfigMap bundle with the domain filled in, then wait for its workloads."""
+    domain = domain.strip().lower()
+    if not DOMAIN_RE.match(domain):
+        raise UsageError(f"--domain {domain!r} is not a domain name", hint="e.g. acme.example.com")
+    (ns, name), *rest = parse_refs(configmap_ref, 2, "configmap", "argo/tenant-bundle") or [("", "")]
+    if rest or not name:
+        raise UsageError(f"--configmap {configmap_ref!r} must name one ns/name")
+    cluster = Cluster(kubeconfig, kube_context)
+    data = cluster.configmap(ns, name).get("data") or {}
+    api = BundleApi(kubeconfig, kube_context)
+    items = [api.locate(where, obj) for where, obj in parse_bundle(data, placeholder, domain)]
+    workloads = [
+        Workload(str(i.obj["metadata"]["namespace"]), WORKLOAD_KINDS[i.obj["kind"]], str(i.obj["metadata"]["name"]))
+        for i in items
+        if i.obj["kind"] in WORKLOAD_KINDS and str(i.obj["apiVersion"]) == "apps/v1"
+    ]
+    result: dict[str, Any] = {
+        "configmap": f"{ns}/{name}",
+        "domain": domain,
+        "objects": [i.ref for i in items],
+        "workloads": [w.ref for w in workloads],
+    }
+    if not confirm:
+        get_logger().info("plan only (pass --confirm to apply)", objects=result["objects"])
+        return {**result, "dry_run": True}
+    for item in items:
+        api.apply(item, field_manager)
+        get_logger().info("applied", object=item.ref)
+    waited = 0.0
+    if wait and workloads:
+        waited = wait_until(
+            "the bundle's workloads to become ready",
+            timeout,
+            poll_seconds,
+            _ready(cluster, workloads),
+            "check the pods' events (image pulls, PVCs, probes); re-applying is safe",
+        )
+    write_output("workloads", ",".join(w.ref for w in workloads))
+    return {**result, "waited_s": waited, "dry_run": False}
 
 
 # ---- lb-hostname ---------------------------------------------------------------------------------
