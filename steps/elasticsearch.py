@@ -149,7 +149,12 @@ def es_options(fn: F) -> F:
         click.option("--ca-file", envvar="TENANT_DR_ES_CA_FILE", default=None, help="CA bundle for an https URL."),
         click.option("--request-timeout", type=float, default=60, show_default=True, help="Seconds per HTTP call."),
         click.option(
-            "--poll-interval", type=float, default=5, show_default=True, help="Seconds between snapshot polls."
+            "--poll-interval",
+            envvar="TENANT_DR_ES_POLL_INTERVAL",
+            type=float,
+            default=5,
+            show_default=True,
+            help="Seconds between snapshot polls.",
         ),
     ]
     for option in reversed(options):
@@ -889,6 +894,7 @@ def backup(
     name = snapshot_name(tenant, run_id)
     if catalog.has_manifest(run_id, COMPONENT):
         log.info("elasticsearch backup of this run already complete; nothing to do", snapshot=name)
+        write_output("run-id", run_id)
         return {"tenant": tenant, "run_id": run_id, "snapshot": name, "skipped": True}
     wanted = repository_settings(catalog, s3_client)
     cluster = connect(es)
@@ -989,6 +995,7 @@ def backup(
         },
     )
     catalog.write_manifest(manifest)
+    write_output("run-id", run_id)
     write_output("snapshot", name)
     return {
         "tenant": tenant,

@@ -37,11 +37,6 @@ TENANT = "e2e"
 DATABASES = ("appdb", "authdb")
 CLI = "import sys; from workflows.cli import main; sys.argv[0] = 'tenant-dr'; main()"
 ARGO_LABEL = {"tenant-dr/backup": "true"}
-# steps.elasticsearch backup does not write the `run-id` output file its compiled template declares
-# (valueFrom.path /tmp/outputs/run-id), so the node errors exactly as it would in Argo. Until that step
-# writes it, backup-all/restore-all run here without Elasticsearch; test_elasticsearch_backup_template
-# shows the gap (a strict xfail: it fails loudly once the step is fixed, so this switch is turned back on).
-ES_IN_E2E = False
 
 
 @dataclass
@@ -75,6 +70,7 @@ class World:
         values = {
             "AWS_ENDPOINT_URL": self.s3.endpoint,
             "TENANT_DR_EXECUTOR": site.cassandra.executor,
+            "TENANT_DR_ES_POLL_INTERVAL": "0.2",
             "TENANT_DR_KUBECONFIG": str(site.kubeconfig),
             **extra,
         }
@@ -136,7 +132,7 @@ def config(site: Site, bucket: str) -> dict[str, Any]:
         "name": TENANT,
         "store": {"url": f"s3://{bucket}/dr", "region": "us-east-1"},
         "components": {
-            "elasticsearch": {"url": site.es.url, "repository": "tenant-dr", "enabled": ES_IN_E2E},
+            "elasticsearch": {"url": site.es.url, "repository": "tenant-dr", "enabled": True},
             "cassandra": {"namespace": "atlas", "data_dir": "data", "keyspaces": ["atlas"]},
             "postgres": {"host": "127.0.0.1", "port": site.pg.port, "databases": list(DATABASES)},
             "redis": {"url": site.redis.url},
@@ -328,9 +324,7 @@ def test_backup_all_seals_a_run_that_is_latest_and_fresh(world: World) -> None:
     assert run.code == 0, run.explain()
     assert run.report["phase"] == "Succeeded"
     run_id = run.node("new-run-id")["outputs"]["run-id"]
-    components = [
-        c for c in ("elasticsearch", "cassandra", "postgres", "redis", "argo") if ES_IN_E2E or c != "elasticsearch"
-    ]
+    components = [c for c in ("elasticsearch", "cassandra", "postgres", "redis", "argo")]
     for component in (*components, "seal", "prune"):
         assert run.node(component)["phase"] == "Succeeded", (component, run.explain())
     keys = {o["Key"] for o in world.s3.client().list_objects_v2(Bucket=world.bucket, Prefix="dr/")["Contents"]}
@@ -356,10 +350,9 @@ def test_restore_all_into_the_second_tenant_is_identical(world: World) -> None:
     assert run.node("plan")["phase"] == "Skipped"
     assert pg_content(world.target.pg) == pg_content(world.source.pg)
     assert redis_content(world.target) == redis_content(world.source)
-    if ES_IN_E2E:
-        assert {n: i.docs for n, i in world.target.es.indices.items()} == {
-            n: i.docs for n, i in world.source.es.indices.items()
-        }
+    assert {n: i.docs for n, i in world.target.es.indices.items()} == {
+        n: i.docs for n, i in world.source.es.indices.items()
+    }
     assert cassandra_content(world.target.cassandra) == cassandra_content(world.source.cassandra)
     assert argo_content(world.target.kube) == argo_content(world.source.kube)
     # the target kept its own superuser password
@@ -419,16 +412,3 @@ def test_integrity_failure_is_not_retried_and_on_exit_reports_it(world: World) -
     assert posted["status"] == "Failed"
     assert missing in json.dumps(posted)
     assert "Failed" in run.stdout and missing in run.stdout
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="steps.elasticsearch backup does not write the run-id output its compiled template declares",
-)
-def test_elasticsearch_backup_template(world: World) -> None:
-    es_cfg = config(world.source, world.bucket)
-    es_cfg["components"]["elasticsearch"]["enabled"] = True
-    dist = build(world.tmp, "dist-es", es_cfg)
-    world.sink.expect_request("/hook", method="POST").respond_with_data("ok")
-    run = world.run(dist, f"{TENANT}-elasticsearch-backup", world.source)
-    assert run.code == 0, run.explain()
