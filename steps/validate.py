@@ -340,25 +340,31 @@ def http_tests(
 # ---- validate data ------------------------------------------------------------------------------
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word if count == 1 else word + 's'}"
+
+
 def expected_summary(manifest: ComponentManifest) -> str:
     """What the manifest's fingerprints promise, in a few words (for the table)."""
     fp = manifest.fingerprints
     if manifest.component == "postgres":
         dbs = fp.get("databases", {})
         tables = [t for db in dbs.values() for t in db.get("tables", {}).values()]
-        return f"{len(dbs)} databases, {len(tables)} tables, {sum(int(t.get('rows', 0)) for t in tables)} rows"
+        rows = sum(int(t.get("rows", 0)) for t in tables)
+        return f"{_n(len(dbs), 'database')}, {_n(len(tables), 'table')}, {_n(rows, 'row')}"
     if manifest.component == "redis":
         dbs = fp.get("databases", {})
-        return f"{sum(int(v.get('keys', 0)) for v in dbs.values())} keys in {len(dbs)} databases"
+        return f"{_n(sum(int(v.get('keys', 0)) for v in dbs.values()), 'key')} in {_n(len(dbs), 'database')}"
     if manifest.component == "elasticsearch":
         docs = fp.get("doc_counts", {})
-        return f"{len(docs)} indices, {sum(int(v) for v in docs.values())} docs"
+        indices = f"{len(docs)} {'index' if len(docs) == 1 else 'indices'}"
+        return f"{indices}, {_n(sum(int(v) for v in docs.values()), 'doc')}"
     if manifest.component == "cassandra":
         per_ks = fp.get("tables_per_keyspace", {})
-        return f"{len(per_ks)} keyspaces, {sum(len(t) for t in per_ks.values())} tables"
+        return f"{_n(len(per_ks), 'keyspace')}, {_n(sum(len(t) for t in per_ks.values()), 'table')}"
     if manifest.component == "argo":
         return ", ".join(f"{len(v)} {k}" for k, v in sorted(fp.items()) if isinstance(v, list)) or "no objects"
-    return f"{len(manifest.objects)} objects"
+    return _n(len(manifest.objects), "object")
 
 
 @dataclass
@@ -528,7 +534,7 @@ def data(
     failed = [r for r in ordered if r.status in ("fail", "error")]
     if failed:
         worst = next(code for code in _STATUS_ORDER if any(r.exit_code == code for r in failed))
-        shown = "; ".join(f"{r.component}: {r.detail}" for r in failed)
+        shown = "; ".join(f"{r.component}: {r.detail.split(' (hint: ')[0]}" for r in failed)
         error_type: type[StepError] = {
             ExitCode.INTEGRITY: IntegrityError,
             ExitCode.USAGE: UsageError,
