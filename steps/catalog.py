@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -191,6 +191,61 @@ def freshness(catalog: Catalog, tenant: str, max_age: str) -> dict[str, Any]:
             hint="the daily backup is failing or not scheduled; see docs/runbooks/daily-backup-failed.md",
         )
     return {"tenant": tenant, "run_id": run.run_id, "age_hours": age_h, "max_age": max_age}
+
+
+def parse_time(text: str, what: str) -> datetime:
+    """An RFC 3339 UTC time as Argo writes it (``2026-11-21T03:00:00Z``); usage error otherwise."""
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"{what} {text!r} is not an RFC 3339 time", hint="e.g. 2026-11-21T03:00:00Z") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@action(cli)
+@catalog_options
+@click.option("--operation", envvar="TENANT_DR_OPERATION", required=True, help="DR operation id (workflow name).")
+@click.option("--created", required=True, help="When the workflow was created (RFC 3339): the RTO clock starts here.")
+@click.option("--phase", "phases", multiple=True, help="NAME=START,END (RFC 3339), in order; repeatable.")
+@click.option("--exclude", multiple=True, help="Phase not counted in the RTO (e.g. the approval wait); repeatable.")
+def timings(
+    catalog: Catalog, tenant: str, operation: str, created: str, phases: tuple[str, ...], exclude: tuple[str, ...]
+) -> dict[str, Any]:
+    """Record a DR run's phase timings and its RTO in the store (outputs ``timings``, ``rto-seconds``)."""
+    start = parse_time(created, "--created")
+    rows: list[dict[str, Any]] = []
+    for item in phases:
+        name, sep, span = item.partition("=")
+        begin, comma, end = span.partition(",")
+        if not sep or not comma or not name.strip():
+            raise UsageError(f"--phase {item!r} is not NAME=START,END")
+        t0, t1 = parse_time(begin, f"--phase {name} start"), parse_time(end, f"--phase {name} end")
+        if t1 < t0 or t0 < start:
+            raise UsageError(f"--phase {item!r}: times out of order (created {created})")
+        rows.append({"phase": name.strip(), "started": begin, "finished": end, "seconds": (t1 - t0).total_seconds()})
+    if not rows:
+        raise UsageError("no --phase given")
+    unknown = sorted(set(exclude) - {r["phase"] for r in rows})
+    if unknown:
+        raise UsageError(f"--exclude {', '.join(unknown)}: no such phase")
+    finished = max(parse_time(r["finished"], "end") for r in rows)
+    total = (finished - start).total_seconds()
+    excluded = sum(r["seconds"] for r in rows if r["phase"] in exclude)
+    report = {
+        "operation": operation,
+        "created": created,
+        "finished": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "phases": rows,
+        "total_seconds": total,
+        "excluded": sorted(exclude),
+        "rto_seconds": total - excluded,
+    }
+    stored = catalog.record_once(operation, "timings", report)
+    for row in stored["phases"]:
+        get_logger().info("phase", phase=row["phase"], seconds=row["seconds"])
+    write_output("timings", stored)
+    write_output("rto-seconds", str(stored["rto_seconds"]))
+    return {"tenant": tenant, **stored}
 
 
 def parse_duration(text: str) -> timedelta:
