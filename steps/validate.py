@@ -511,7 +511,7 @@ def data(
         else:
             manifests[comp] = catalog.read_manifest(resolved, comp)
     base = ["--tenant", tenant, "--store", catalog.store.url, "--run-id", resolved]
-    env = {k: v for k, v in os.environ.items() if k != "TENANT_DR_COMPONENTS"}
+    env = dict(os.environ)
     log.info("verifying components", run_id=resolved, components=sorted(manifests))
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = {
