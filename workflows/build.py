@@ -32,7 +32,9 @@ from workflows.templates import enabled_wirings
 from workflows.templates.backup_all import backup_all_template, daily_cron, freshness_cron, freshness_template
 from workflows.templates.common import labels
 from workflows.templates.component import backup_template, restore_service_account, restore_template
+from workflows.templates.dr import recreate_rules, recreate_service_account, recreate_template
 from workflows.templates.notify import notify_template
+from workflows.templates.onboard import onboard_rules, onboard_service_account, onboard_template
 from workflows.templates.restore import restore_all_template
 
 COMMON_PACKAGE = "tenant-dr-common"
@@ -113,6 +115,26 @@ def restore_package(cfg: TenantConfig) -> Package:
     )
 
 
+def recreate_package(cfg: TenantConfig) -> Package:
+    """``tenant-recreate``: the DR workflow (built from the NEW tenant's config) and its onboarding hook."""
+    return Package(
+        name="tenant-recreate",
+        description=(
+            f"Disaster recovery: recreate tenant {cfg.dr_source_tenant} on {cfg.name} from its backups in "
+            f"{cfg.store.url}, fence the old tenant and move {cfg.dr_domain} (Cloudflare DNS) to the new one."
+        ),
+        keywords=["dr", "recreate", cfg.name],
+        dependencies=[COMMON_PACKAGE],
+        templates=[recreate_template(cfg), onboard_template(cfg)],
+        rbac=[
+            *service_account_rbac(
+                cfg, recreate_service_account(cfg), "recreate", recreate_rules(cfg, enabled_wirings(cfg))
+            ),
+            *service_account_rbac(cfg, onboard_service_account(cfg), "onboard", onboard_rules(cfg)),
+        ],
+    )
+
+
 def config_map(cfg: TenantConfig) -> Manifest:
     """``<tenant>-tenant-dr-config``: the effective tenant config the packages were built from."""
     return {
@@ -123,7 +145,12 @@ def config_map(cfg: TenantConfig) -> Manifest:
     }
 
 
-PACKAGE_BUILDERS: list[Callable[[TenantConfig], Package]] = [common_package, backup_package, restore_package]
+PACKAGE_BUILDERS: list[Callable[[TenantConfig], Package]] = [
+    common_package,
+    backup_package,
+    restore_package,
+    recreate_package,
+]
 
 
 @dataclass(frozen=True)

@@ -352,6 +352,9 @@ class DR(_Model):
     system_tests_base_url: str | None = Field(
         None, pattern=r"^https?://\S+$", description="where system tests go (default: https://<domain>)"
     )
+    system_tests_deadline_seconds: int = Field(
+        300, ge=1, le=3600, description="how long failing system tests are retried before the run fails"
+    )
     approval: bool = True
     rollback: bool = True
     teardown_template: K8sName | None = Field(
