@@ -258,7 +258,10 @@ class Lab:
         args[args.index("--store") + 1] = self.store
         out = []
         for arg in args:
-            arg = re.sub(r"\{\{inputs\.parameters\.([\w-]+)\}\}", lambda m: values[m.group(1)], arg)
+            for param in re.findall(r"\{\{inputs\.parameters\.([\w-]+)\}\}", arg):
+                if param not in values:
+                    pytest.fail(f"RBAC scenario for steps.{call.module} {call.action}: no value for input {param!r}")
+                arg = arg.replace("{{inputs.parameters." + param + "}}", values[param])
             arg = arg.replace("{{workflow.name}}", "rbac-check")
             assert "{{" not in arg, f"unfilled parameter in {call.module} {call.action}: {arg}"
             out.append(arg)
