@@ -420,6 +420,52 @@ def restore(
     return {**result, "applied": applied, "dry_run": False}
 
 
+@action(cli)
+@kube_options
+@catalog_options
+@run_id_option(default="latest")
+@click.option(
+    "--namespace",
+    envvar="TENANT_DR_ARGO_TARGET_NAMESPACE",
+    default=None,
+    help="Namespace to check (default: the backed-up namespace).",
+)
+def verify(
+    catalog: Catalog,
+    tenant: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    run_id: str | None,
+    namespace: str | None,
+) -> dict[str, Any]:
+    """Check that every object the backup lists exists in the cluster (exit 3 naming what is missing)."""
+    run_id = catalog.resolve(run_id, COMPONENT)
+    manifest = catalog.read_manifest(run_id, COMPONENT)
+    target = namespace or str(manifest.details.get("namespace") or "argo")
+    cluster = ArgoCluster(kubeconfig, kube_context)
+    expected: dict[str, list[str]] = {k: sorted(v) for k, v in manifest.fingerprints.items() if k in _BY_KEY}
+    observed: dict[str, list[str]] = {}
+    missing: list[str] = []
+    for key, names in expected.items():
+        live = {i["metadata"]["name"] for i in cluster.list(_BY_KEY[key], target)}
+        observed[key] = sorted(n for n in names if n in live)
+        missing += [f"{key}/{n}" for n in names if n not in live]
+    write_output("run-id", run_id)
+    result = {
+        "run_id": run_id,
+        "namespace": target,
+        "expected": {k: len(v) for k, v in expected.items()},
+        "observed": {k: len(v) for k, v in observed.items()},
+    }
+    if missing:
+        raise IntegrityError(
+            f"argo objects of run {run_id} missing in {target}: {', '.join(missing[:10])}"
+            + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""),
+            hint="run the argo restore (or check what deletes them)",
+        )
+    return result
+
+
 if __name__ == "__main__":
     from steps.runtime import run
 

@@ -118,6 +118,10 @@ def test_export_then_apply_reproduces_the_objects(source: FakeKube, target: Fake
     assert writes(source) == [], "backup must not change the source cluster"
     assert steps.run(source, "backup", "--run-id", RUN_ID, "--cluster-templates").result["skipped"]
 
+    before = steps.run(target, "verify")
+    assert before.code == 3 and "postgres-backup" in before.error, before.stdout
+    assert writes(target) == []
+
     plan = steps.run(target, "restore")
     assert plan.code == 0 and plan.result["dry_run"] is True, plan.stdout
     assert plan.result["plan"]["workflowtemplates"]["create"] == ["postgres-backup", "redis-backup"]
@@ -142,6 +146,15 @@ def test_export_then_apply_reproduces_the_objects(source: FakeKube, target: Fake
     again = steps.run(target, "restore", "--confirm")
     assert again.code == 0, again.stdout
     assert snapshot(target) == snapshot(source)
+
+    after = steps.run(target, "verify", "--run-id", RUN_ID)
+    assert after.code == 0, after.stdout
+    assert after.result["observed"] == after.result["expected"] == {
+        "configmaps": 1,
+        "clusterworkflowtemplates": 1,
+        "workflowtemplates": 2,
+        "cronworkflows": 2,
+    }
 
 
 def test_restore_suspends_existing_cronworkflows_first(source: FakeKube, target: FakeKube, tmp_path: Path) -> None:
