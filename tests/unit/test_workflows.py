@@ -148,6 +148,7 @@ def test_secrets_only_through_secret_key_refs(dist: Path) -> None:
         "PGPASSWORD": "postgresql",
         "REDIS_PASSWORD": "redis",
         "NOTIFY_WEBHOOK_URL": "{{inputs.parameters.webhook-secret}}",
+        "CLOUDFLARE_API_TOKEN": "cloudflare",  # tenant-recreate's DNS steps
     }
 
 
@@ -185,14 +186,14 @@ def test_in_cluster_rbac_is_least_privilege(dist: Path) -> None:
 def test_kustomization_builds(dist: Path) -> None:
     out = subprocess.run(["kubectl", "kustomize", str(dist)], capture_output=True, text=True, check=True)
     kinds = re.findall(r"^kind: (\w+)$", out.stdout, re.MULTILINE)
-    assert kinds.count("WorkflowTemplate") == 14 and kinds.count("CronWorkflow") == 2
+    assert kinds.count("WorkflowTemplate") == 16 and kinds.count("CronWorkflow") == 2
 
 
 def test_cli_build_prints_a_summary_and_lint_passes(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["build", "--out", str(tmp_path / "dist")])
     assert result.exit_code == 0, result.output
-    assert "atlas-backup-all" in result.output and "wrote 35 files" in result.output
+    assert "atlas-backup-all" in result.output and "wrote 52 files" in result.output
     assert runner.invoke(cli, ["lint", str(tmp_path / "dist")]).exit_code == 0
 
 
