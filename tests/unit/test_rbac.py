@@ -51,31 +51,6 @@ KUBE_IMPORTS = ("steps.kubeapi", "steps.podexec", "kubernetes")
 # Argo's executor (wait container) reports outputs through WorkflowTaskResults; no step makes this call.
 ARGO_EXECUTOR: set[Grant] = {(DEFAULT.namespace, "argoproj.io", "workflowtaskresults", v) for v in ("create", "patch")}
 
-# Over-grants this test found in the generated Roles, pending a fix in the component wiring
-# (workflows/templates/argo.py, cassandra.py): the steps only list, never get one object, and the Argo
-# restore applies (patch, create) but never updates (PUT). An entry that stops being an over-grant fails
-# the test, so this list can only shrink.
-PENDING_FIX: dict[str, set[Grant]] = {
-    "tenant-dr": {
-        ("argo", "", "configmaps", "get"),
-        ("argo", "argoproj.io", "cronworkflows", "get"),
-        ("argo", "argoproj.io", "workflowtemplates", "get"),
-        (None, "argoproj.io", "clusterworkflowtemplates", "get"),
-        ("atlas", "", "pods", "get"),
-    },
-    "tenant-dr-restore": {
-        ("argo", "", "configmaps", "get"),
-        ("argo", "", "configmaps", "update"),
-        ("argo", "argoproj.io", "cronworkflows", "get"),
-        ("argo", "argoproj.io", "cronworkflows", "update"),
-        ("argo", "argoproj.io", "workflowtemplates", "get"),
-        ("argo", "argoproj.io", "workflowtemplates", "update"),
-        (None, "argoproj.io", "clusterworkflowtemplates", "get"),
-        (None, "argoproj.io", "clusterworkflowtemplates", "update"),
-        ("atlas", "", "pods", "get"),
-    },
-}
-
 
 # ---- what the bundle grants and runs ------------------------------------------------------------
 
@@ -431,15 +406,10 @@ def test_roles_grant_exactly_what_the_steps_use(
                 continue
             needed |= scenario(lab, call)
         granted = grants[account]
-        pending = PENDING_FIX.get(account, set())
         for grant in sorted(needed - granted, key=str):
             problems.append(f"{account}: a step needs {grant} but no Role grants it (403 in the cluster)")
-        for grant in sorted(granted - needed - pending, key=str):
+        for grant in sorted(granted - needed, key=str):
             problems.append(f"{account}: Role grants {grant} but no step call uses it")
-        for grant in sorted(pending & needed, key=str):
-            problems.append(f"{account}: {grant} is used now: drop it from PENDING_FIX")
-        for grant in sorted(pending - granted, key=str):
-            problems.append(f"{account}: {grant} is no longer granted: drop it from PENDING_FIX")
     assert not problems, "\n".join(problems)
 
 
@@ -450,4 +420,4 @@ def test_a_role_granting_more_fails_the_check(bundle: Bundle) -> None:
     role["rules"][0]["verbs"].append("delete")
     extra = tampered.grants()["tenant-dr"] - bundle.grants()["tenant-dr"]
     assert extra == {("atlas", "", role["rules"][0]["resources"][0], "delete")}
-    assert not extra & (ARGO_EXECUTOR | PENDING_FIX["tenant-dr"])
+    assert not extra & ARGO_EXECUTOR

@@ -6,8 +6,8 @@ from workflows.config import TenantConfig
 from workflows.templates.common import Flag, kube_flags
 from workflows.templates.component import ComponentWiring, Rule
 
-READ = ("get", "list")
-WRITE = ("get", "list", "create", "patch", "update")
+READ = ("list",)  # the step pages through lists; it never reads single objects
+WRITE = ("list", "create", "patch")  # server-side apply = patch (create for new objects)
 
 
 def wiring(cfg: TenantConfig) -> ComponentWiring:

@@ -17,7 +17,7 @@ def wiring(cfg: TenantConfig) -> ComponentWiring:
         env.append(secret_env_from("CASSANDRA_PASSWORD", cs.credentials.secret, cs.credentials.password_key))
     keyspaces = ",".join(cs.keyspaces)
     pods = (
-        Rule(cs.namespace, ("",), ("pods",), ("get", "list")),
+        Rule(cs.namespace, ("",), ("pods",), ("list",)),
         Rule(cs.namespace, ("",), ("pods/exec",), ("create", "get")),
     )
     return ComponentWiring(
