@@ -271,6 +271,35 @@ def run_cmd(
     sys.exit(result.exit_code)
 
 
+@cli.command(
+    "catalog",
+    context_settings={"ignore_unknown_options": True},
+)
+@config_option
+@click.argument("action")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def catalog_cmd(ctx: click.Context, config_path: str | None, action: str, args: tuple[str, ...]) -> None:
+    """Run ``python -m steps.catalog ACTION`` on the tenant's store (tenant, store and SSE from the config).
+
+    Examples: ``tenant-dr catalog list``, ``tenant-dr catalog latest``, ``tenant-dr catalog verify --run-id latest``.
+    Credentials come from the environment as for any AWS client (``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID`` ...).
+    """
+    import os
+    import subprocess
+
+    from workflows.templates.common import store_flags
+
+    cfg = load_or_fail(config_path)
+    argv = [sys.executable, "-m", "steps.catalog", action]
+    for flag, value in store_flags(cfg):
+        argv += [flag] if value is None else [flag, value]
+    env = dict(os.environ)
+    if cfg.store.endpoint:
+        env.setdefault("AWS_ENDPOINT_URL", cfg.store.endpoint)
+    ctx.exit(subprocess.run([*argv, *args], env=env, check=False).returncode)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="tenant-dr")
