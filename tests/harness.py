@@ -51,6 +51,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def vm_hwm_mb(pid: int | str = "self") -> float:
+    """Peak RSS (``VmHWM``) of a live process, in MB; 0 when it is gone.
+
+    ``ru_maxrss`` is no good for a child: Linux keeps the pre-``execve`` high-water mark, so a child
+    forked from a large pytest worker reports the worker's size. ``VmHWM`` belongs to the new image.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def wait_port(port: int, timeout: float = 20.0) -> None:
     """Block until something accepts connections on ``port``."""
     deadline = time.monotonic() + timeout
@@ -295,10 +311,22 @@ def run_step(
             proc.stdin.close()
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
+        peak = [0.0]
+        done = threading.Event()
+
+        def sample() -> None:  # VmHWM is monotonic: the last reading before exit is (almost) the peak
+            while not done.is_set():
+                peak[0] = max(peak[0], vm_hwm_mb(proc.pid))
+                done.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)  # rusage of this child alone: its peak RSS
+            _, status, _ = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
+            done.set()
+            sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -321,4 +349,4 @@ def run_step(
     if lines:
         with contextlib.suppress(json.JSONDecodeError):
             result = json.loads(lines[-1])
-    return StepRun(proc.returncode, result, logs, stdout, stderr, peak_rss_mb=usage.ru_maxrss / 1024)
+    return StepRun(proc.returncode, result, logs, stdout, stderr, peak_rss_mb=peak[0])

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
 from steps.storage.manifest import ComponentManifest, utcnow
+from tests.harness import vm_hwm_mb
 
 # The producer is a separate process writing to a pipe, exactly like pg_dump or tar would.
 PRODUCER = r"""
@@ -59,7 +59,7 @@ def main() -> int:
         "producer_exit": code,
         "raw_size": record.raw_size,
         "size": record.size,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": vm_hwm_mb(),
         "manifest": False,
     }
     if code == 0:  # the step contract: never write a manifest after a failed producer
