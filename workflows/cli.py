@@ -300,6 +300,52 @@ def catalog_cmd(ctx: click.Context, config_path: str | None, action: str, args: 
     ctx.exit(subprocess.run([*argv, *args], env=env, check=False).returncode)
 
 
+@cli.command("submit")
+@click.argument("template")
+@click.option("-p", "--parameter", "parameters", multiple=True, metavar="NAME=VALUE", help="Workflow parameter.")
+@click.option("--server", envvar="ARGO_SERVER", default="", help="Argo Server URL or host:port (env ARGO_SERVER).")
+@click.option("--namespace", "-n", envvar="ARGO_NAMESPACE", default="argo", show_default=True)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the bearer token (else env ARGO_TOKEN; `argo auth token` prints one).",
+)
+@click.option("--ui-url", envvar="ARGO_UI_URL", default=None, help="Argo UI base URL for the link (default: --server).")
+@click.option("--insecure", "-k", is_flag=True, envvar="ARGO_INSECURE_SKIP_VERIFY", help="Skip TLS verification.")
+def submit_cmd(
+    template: str,
+    parameters: tuple[str, ...],
+    server: str,
+    namespace: str,
+    token_file: Path | None,
+    ui_url: str | None,
+    insecure: bool,
+) -> None:
+    """Submit a WorkflowTemplate via the Argo Server REST API; print the workflow name and its UI link.
+
+    Example: tenant-dr submit tenant-recreate -p run-id=latest -p drill=true
+    """
+    import os
+
+    from workflows.submit import SubmitError, submit_template
+
+    params: dict[str, str] = {}
+    for item in parameters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"-p {item}: expected NAME=VALUE")
+        params[key] = value
+    token = token_file.read_text(encoding="utf-8") if token_file else os.environ.get("ARGO_TOKEN", "")
+    try:
+        created = submit_template(server, namespace, template, params, token, ui_url=ui_url, insecure=insecure)
+    except SubmitError as exc:
+        fail(str(exc), exc.code)
+        return
+    click.echo(f"submitted {created.name} in {created.namespace}")
+    click.echo(created.link)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="tenant-dr")
