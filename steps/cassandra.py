@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import posixpath
 import queue
 import re
@@ -39,6 +38,7 @@ from steps.runtime import (
     confirm_option,
     get_logger,
     read_secret,
+    read_setting,
     run_id_option,
     write_output,
 )
@@ -484,24 +484,15 @@ class Cluster:
         return parse_table_ids(text)
 
 
-def _read_username(path: str | None) -> str | None:
-    """The CQL user name from a file or ``CASSANDRA_USERNAME`` (not a secret, so not redacted)."""
-    if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return fh.read().strip() or None
-        except OSError as exc:
-            raise UsageError(f"cannot read the Cassandra username from {path}: {exc.strerror}") from exc
-    return os.environ.get("CASSANDRA_USERNAME") or None
-
-
 def cluster_options(fn: F) -> F:
     """Add the pod/executor/credential flags and pass ``cluster: Cluster``."""
 
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
         executor = open_executor(kwargs.pop("executor"), kwargs.pop("kubeconfig"), kwargs.pop("kube_context"))
-        username = _read_username(kwargs.pop("username_file"))
+        username = read_setting(
+            what="the Cassandra username", env="CASSANDRA_USERNAME", file=kwargs.pop("username_file")
+        )
         password = read_secret(
             what="Cassandra password", env="CASSANDRA_PASSWORD", file=kwargs.pop("password_file"), required=False
         )

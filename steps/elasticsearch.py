@@ -17,7 +17,6 @@ import fnmatch
 import functools
 import json
 import logging
-import os
 import re
 import ssl
 import time
@@ -42,6 +41,7 @@ from steps.runtime import (
     confirm_option,
     get_logger,
     read_secret,
+    read_setting,
     run_id_option,
     write_output,
 )
@@ -106,7 +106,7 @@ def es_options(fn: F) -> F:
         url = _check_url(kwargs.pop("url"))
         username_file, password_file = kwargs.pop("username_file"), kwargs.pop("password_file")
         ca_file = kwargs.pop("ca_file")
-        username = _read_username(username_file)
+        username = read_setting(what="the Elasticsearch username", env="ES_USERNAME", file=username_file)
         password = read_secret(what="Elasticsearch password", env="ES_PASSWORD", file=password_file, required=False)
         if password and not username:
             raise UsageError(
@@ -160,17 +160,6 @@ def es_options(fn: F) -> F:
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper  # type: ignore[return-value]
-
-
-def _read_username(path: str | None) -> str | None:
-    """The username is not a secret (it is never masked), but it may come from the same Secret."""
-    if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return fh.read().strip() or None
-        except OSError as exc:
-            raise UsageError(f"cannot read the Elasticsearch username from {path}: {exc.strerror}") from exc
-    return os.environ.get("ES_USERNAME") or None
 
 
 def _check_url(url: str) -> str:

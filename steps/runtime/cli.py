@@ -43,6 +43,19 @@ def write_output(name: str, value: Any) -> None:
     (directory / name).write_text(log.redact(text), encoding="utf-8")
 
 
+def read_setting(*, what: str, env: str, file: str | Path | None = None) -> str | None:
+    """A non-secret value (e.g. a user name) from a mounted file or an env var; ``None`` when unset."""
+    if file:
+        try:
+            return Path(file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read {what} from {file}: {exc.strerror}",
+                hint="mount the Secret at that path or set " + env,
+            ) from exc
+    return os.environ.get(env) or None
+
+
 def read_secret(
     *,
     what: str,
