@@ -230,7 +230,8 @@ class Lab:
         args = list(call.args)
         for flag, value in (replace or {}).items():
             args[args.index(flag) + 1] = value
-        args[args.index("--store") + 1] = self.store
+        if "--store" in args:
+            args[args.index("--store") + 1] = self.store
         out = []
         for arg in args:
             for param in re.findall(r"\{\{inputs\.parameters\.([\w-]+)\}\}", arg):
@@ -340,7 +341,82 @@ def cassandra_scenario(lab: Lab, call: Call) -> set[Grant]:
     return _observe(kube, run)
 
 
-SCENARIOS: dict[str, Callable[[Lab, Call], set[Grant]]] = {"argo": argo_scenario, "cassandra": cassandra_scenario}
+KUBE_BUNDLE = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: atlas}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config, namespace: atlas}
+data: {URL: "https://__TENANT_DOMAIN__/"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: atlas}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: atlas}
+spec: {rules: [{host: __TENANT_DOMAIN__}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: atlas}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: "web:1"}]}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: atlas}
+spec:
+  replicas: 1
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template: {metadata: {labels: {app: db}}, spec: {containers: [{name: db, image: "db:1"}]}}
+"""
+
+
+def kube_scenario(lab: Lab, call: Call) -> set[Grant]:
+    """tenant-recreate/tenant-onboard's kube calls on the new tenant's cluster (the fence list, its LB, a bundle).
+
+    Calls that carry the old tenant's mounted kubeconfig reach another cluster with that kubeconfig's own
+    credentials: they need nothing from this cluster's Roles.
+    """
+    if any("/source-kubeconfig/" in arg for arg in call.args):
+        return set()
+    kube = lab.kube_factory(controller_delay=0.05)
+    state = kube.state
+    for ns in {w.namespace for w in DEFAULT.fence} | {"argo"}:
+        state.namespace(ns)
+    for w in DEFAULT.fence:
+        (state.deployment if w.kind == "deployment" else state.statefulset)(w.namespace, w.name, replicas=1)
+    svc_ns, svc = DEFAULT.dr.ingress_service.split("/")
+    state.namespace(svc_ns)
+    state.service(svc_ns, svc, lb_hostname="lb.example.net")
+    bundle_ns, bundle = DEFAULT.dr.onboarding.bundle_configmap.split("/")
+    if call.action == "apply-bundle":
+        state.remove("namespaces", None, "atlas")  # the bundle creates the tenant's namespace
+        for w in DEFAULT.fence:
+            state.remove(f"{w.kind}s", w.namespace, w.name)
+    state.configmap(bundle_ns, bundle, {"bundle.yaml": KUBE_BUNDLE})
+
+    def run() -> None:
+        waits = ("--timeout", "30") if call.action in ("wait-ready", "scale-down", "scale-up", "apply-bundle") else ()
+        result = lab.run(call, kube, *waits)
+        assert result.code == 0, f"kube {call.action}: {result.stdout} {result.stderr[-2000:]}"
+
+    return _observe(kube, run)
+
+
+SCENARIOS: dict[str, Callable[[Lab, Call], set[Grant]]] = {
+    "argo": argo_scenario,
+    "cassandra": cassandra_scenario,
+    "kube": kube_scenario,
+}
 
 
 # ---- the tests ------------------------------------------------------------------------------------

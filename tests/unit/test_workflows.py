@@ -193,7 +193,7 @@ def test_cli_build_prints_a_summary_and_lint_passes(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["build", "--out", str(tmp_path / "dist")])
     assert result.exit_code == 0, result.output
-    assert "atlas-backup-all" in result.output and "wrote 52 files" in result.output
+    assert "atlas-backup-all" in result.output and "wrote 54 files" in result.output
     assert runner.invoke(cli, ["lint", str(tmp_path / "dist")]).exit_code == 0
 
 

@@ -45,6 +45,7 @@ from workflows.templates.common import (
     workflow_kwargs,
 )
 from workflows.templates.component import ComponentWiring, Rule, restore_steps
+from workflows.templates.onboard import ONBOARD_DEFAULT, onboard_rules
 
 RECREATE = "tenant-recreate"
 SOURCE_KUBECONFIG_DIR = "/etc/tenant-dr/source-kubeconfig"
@@ -138,7 +139,11 @@ def _span(task: str) -> str:
     return f"{{{{tasks.{task}.startedAt}}}},{{{{tasks.{task}.finishedAt}}}}"
 
 
-SOURCE = Param("source-tenant", "The old tenant (its catalog and state records).")
+def _source(cfg: TenantConfig) -> Param:
+    """The ``source-tenant`` input of a phase or leaf (default: the config's old tenant)."""
+    return Param("source-tenant", "The old tenant (its catalog and state records).", cfg.dr_source_tenant)
+
+
 RUN_ID = Param("run-id", "The resolved backup run.")
 DOMAIN = Param("domain", "The public domain.")
 
@@ -203,17 +208,17 @@ def _dns(
         module="dns",
         action=action,
         flags=[*_src_store(cfg), ("--operation", "{{workflow.name}}"), ("--zone", cfg.dns.zone), *flags],
-        inputs=[SOURCE, *inputs],
+        inputs=[_source(cfg), *inputs],
         outputs=outputs,
         env=[*store_env(cfg), secret_env("CLOUDFLARE_API_TOKEN", cfg.dns.token)],
     )
 
 
 def restore_leaf(cfg: TenantConfig, w: ComponentWiring) -> Step:
-    """The component's confirmed ``restore`` leaf (same flags, mutex and limits), reading the SOURCE's catalog."""
+    """The component's confirmed ``restore`` leaf (same flags, mutex and limits), reading the old tenant's catalog."""
     _plan, apply = restore_steps(cfg, w)
     flags = [("--tenant", _ref("source-tenant")) if f == "--tenant" else (f, v) for f, v in apply.flags]
-    return dataclasses.replace(apply, name=f"restore-{w.name}", flags=flags, inputs=[SOURCE, *apply.inputs])
+    return dataclasses.replace(apply, name=f"restore-{w.name}", flags=flags, inputs=[_source(cfg), *apply.inputs])
 
 
 def validate_step(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Step | None:
@@ -236,7 +241,7 @@ def validate_step(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Step | N
         module="validate",
         action="data",
         flags=flags,
-        inputs=[SOURCE, RUN_ID],
+        inputs=[_source(cfg), RUN_ID],
         outputs=("report",),
         env=env,
         deadline=6 * 3600,
@@ -244,17 +249,28 @@ def validate_step(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Step | N
 
 
 def recreate_rules(cfg: TenantConfig, wirings: list[ComponentWiring]) -> list[Rule]:
-    """What the recreate steps need on the NEW tenant's cluster (in-cluster mode)."""
+    """Exactly what the recreate steps call on the NEW tenant's cluster (in-cluster mode).
+
+    The old tenant's cluster is reached with its kubeconfig's own credentials (nothing granted here unless
+    ``dr.source.cluster`` is in-cluster, where fencing and rollback need the scale rules too).
+    """
     rules = [rule for w in wirings for rule in w.restore_rules]
-    spaces = sorted({w.namespace for w in cfg.fence} | set(cfg.dr.onboarding.namespaces))
-    for ns in spaces:
-        rules += [
-            Rule(ns, ("apps",), ("deployments", "statefulsets"), ("get", "list")),
-            Rule(ns, ("apps",), ("deployments/scale", "statefulsets/scale"), ("get", "patch")),
-            Rule(ns, ("",), ("pods",), ("get", "list")),
+    targets = [(w.namespace, w.kind) for w in cfg.fence]
+    if cfg.dr.source.cluster.mode == "in-cluster":
+        targets += [(w.namespace, w.kind) for w in cfg.dr_source_workloads]
+    for ns, kind in sorted(set(targets)):
+        plural = f"{kind}s"
+        rules += [  # wait-ready and scale-down/up read the workload; scale-down/up read and patch its scale
+            Rule(ns, ("apps",), (plural,), ("get",)),
+            Rule(ns, ("apps",), (f"{plural}/scale",), ("get", "patch")),
+            Rule(ns, ("",), ("pods",), ("list",)),  # scale-down waits until the pods are gone
         ]
-    svc_ns, _svc = cfg.dr.ingress_service.split("/")
+    for ns in cfg.dr.onboarding.namespaces:
+        rules.append(Rule(ns, ("apps",), ("deployments", "statefulsets"), ("get", "list")))
+    svc_ns = cfg.dr.ingress_service.split("/")[0]
     rules.append(Rule(svc_ns, ("",), ("services",), ("get",)))
+    if cfg.dr.onboarding.template == ONBOARD_DEFAULT:
+        rules += onboard_rules(cfg)  # templateRef'd templates run as the calling workflow's ServiceAccount
     for ref in cfg.dr.ingresses:
         rules.append(Rule(ref.split("/")[0], ("networking.k8s.io",), ("ingresses",), ("get", "patch")))
     for ref in cfg.dr.configmap_keys:
@@ -298,7 +314,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
         resolve = step_container(
             cfg,
             dataclasses.replace(
-                catalog_step(cfg, "resolve", "resolve", [("--run-id", _ref("run-id"))], inputs=[SOURCE, RUN_ID],
+                catalog_step(cfg, "resolve", "resolve", [("--run-id", _ref("run-id"))], inputs=[_source(cfg), RUN_ID],
                              outputs=("run-id",)),
                 flags=[*_src_store(cfg), ("--run-id", _ref("run-id"))],
             ),
@@ -314,7 +330,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                     ("--run-id", _ref("run-id")),
                     ("--components", ",".join(w.name for w in wirings)),
                 ],
-                inputs=[SOURCE, RUN_ID],
+                inputs=[_source(cfg), RUN_ID],
                 outputs=("run-id",),
                 env=store_env(cfg),
                 deadline=6 * 3600,
@@ -328,7 +344,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 "scale-down",
                 [("--operation", "{{workflow.name}}"), ("--record", FENCE_RECORD),
                  ("--workloads", _workloads(cfg, True))],
-                inputs=[SOURCE],
+                inputs=[_source(cfg)],
             ),
         )  # fmt: skip
         lb = step_container(
@@ -363,7 +379,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 "scale-down",
                 [("--operation", "{{workflow.name}}"), ("--record", FENCE_RECORD),
                  ("--workloads", _workloads(cfg, True)), POLL, ("--confirm", None)],
-                inputs=[SOURCE],
+                inputs=[_source(cfg)],
                 outputs=("replicas",),
                 deadline=DEADLINE_KUBE,
             ),
@@ -378,7 +394,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 sd_flags.append(("--configmap-keys", ",".join(cfg.dr.configmap_keys)))
             set_domain = step_container(
                 cfg,
-                _kube(cfg, "set-domain", "set-domain", [*sd_flags, ("--confirm", None)], inputs=[SOURCE, DOMAIN],
+                _kube(cfg, "set-domain", "set-domain", [*sd_flags, ("--confirm", None)], inputs=[_source(cfg), DOMAIN],
                       env=store_env(cfg), outputs=("previous",)),
             )  # fmt: skip
         dns_cutover = step_container(
@@ -408,7 +424,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 "scale-down",
                 [*_src_store(cfg), ("--operation", "{{workflow.name}}"), ("--record", TEARDOWN_RECORD),
                  ("--workloads", _workloads(cfg, False)), POLL, ("--confirm", None)],
-                inputs=[SOURCE],
+                inputs=[_source(cfg)],
                 env=store_env(cfg),
                 deadline=DEADLINE_KUBE,
             ),
@@ -424,7 +440,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 flags=[*_src_store(cfg), ("--operation", "{{workflow.name}}"),
                        ("--created", "{{workflow.creationTimestamp}}"),
                        *(("--phase", f"{p}={_ref(p)}") for p in names), ("--exclude", "approval")],
-                inputs=[SOURCE, *phase_inputs],
+                inputs=[_source(cfg), *phase_inputs],
                 outputs=("timings", "rto-seconds"),
                 env=store_env(cfg),
             ),
@@ -437,7 +453,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 "scale-up",
                 [("--operation", "{{workflow.name}}"), ("--record", FENCE_RECORD), ("--missing-ok", None), POLL,
                  ("--confirm", None)],
-                inputs=[SOURCE],
+                inputs=[_source(cfg)],
                 deadline=DEADLINE_KUBE,
             ),
         )  # fmt: skip
@@ -449,7 +465,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
         # ---- phases
         with DAG(
             name="preflight",
-            inputs=[SOURCE.input(), Param("run-id", "Run id or latest.").input(), DOMAIN.input()],
+            inputs=[_source(cfg).input(), Param("run-id", "Run id or latest.").input(), DOMAIN.input()],
             outputs=[
                 _out("run-id", "verify", "run-id"),
                 _out("lb-hostname", "new-tenant-lb", "hostname"),
@@ -482,7 +498,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 when=_not("skip-onboarding", "true"),
             )
             t_onboard >> Task(name="wait-ready", template=onboard_wait)
-        with DAG(name="restore", inputs=[SOURCE.input(), RUN_ID.input()]):
+        with DAG(name="restore", inputs=[_source(cfg).input(), RUN_ID.input()]):
             for w in wirings:
                 Task(
                     name=w.name,
@@ -490,13 +506,18 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                     arguments={"source-tenant": _ref("source-tenant"), "run-id": _ref("run-id")},
                 )
         if validate_leaf is not None:
-            with DAG(name="validate", inputs=[SOURCE.input(), RUN_ID.input()]):
+            with DAG(name="validate", inputs=[_source(cfg).input(), RUN_ID.input()]):
                 Task(
                     name="validate-data",
                     template=validate_leaf,
                     arguments={"source-tenant": _ref("source-tenant"), "run-id": _ref("run-id")},
                 )
-        cut_in = [SOURCE.input(), DOMAIN.input(), Param("drill", "Drill?").input(), Param("target", "LB.").input()]
+        cut_in = [
+            _source(cfg).input(),
+            DOMAIN.input(),
+            Param("drill", "Drill?").input(),
+            Param("target", "LB.").input(),
+        ]
         with DAG(name="cutover", inputs=cut_in):
             live = _not("drill", "true")
             src = {"source-tenant": _ref("source-tenant")}
@@ -518,7 +539,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
             )
             for before, after in itertools.pairwise(chain):
                 before >> after
-        with DAG(name="teardown", inputs=[SOURCE.input(), Param("drill", "Drill?").input()]):
+        with DAG(name="teardown", inputs=[_source(cfg).input(), Param("drill", "Drill?").input()]):
             t_down = Task(
                 name="scale-down-scratch", template=teardown, arguments={"source-tenant": _ref("source-tenant")},
                 when=_is("drill", "true"),

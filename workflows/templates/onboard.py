@@ -14,12 +14,11 @@ from workflows.config import TenantConfig
 from workflows.templates.common import Param, Step, exit_handler, kube_flags, step_container, workflow_kwargs
 from workflows.templates.component import Rule
 
-ONBOARD_KINDS = (
-    ("", ("namespaces",), None),
-    ("", ("configmaps", "services", "serviceaccounts"), "ns"),
-    ("apps", ("deployments", "statefulsets"), "ns"),
-    ("networking.k8s.io", ("ingresses",), "ns"),
-)
+ONBOARD_DEFAULT = "tenant-onboard"
+# What a tenant bundle may hold (server-side apply: create + patch); Deployments and StatefulSets are also read
+# while waiting for them. Other kinds need the onboarding Role extended (or a team's own onboarding template).
+BUNDLE_RESOURCES = (("", ("configmaps", "services")), ("networking.k8s.io", ("ingresses",)))
+WORKLOAD_RESOURCES = ("deployments", "statefulsets")
 
 
 def onboard_params(cfg: TenantConfig) -> list[Param]:
@@ -37,12 +36,16 @@ def onboard_params(cfg: TenantConfig) -> list[Param]:
 
 
 def onboard_rules(cfg: TenantConfig) -> list[Rule]:
-    """Read the bundle; create/patch the kinds a tenant bundle usually holds (cluster-wide: it makes namespaces)."""
+    """Read the bundle; create namespaces; apply the bundle's kinds in the tenant's namespaces."""
     bundle_ns = cfg.dr.onboarding.bundle_configmap.split("/")[0]
-    rules = [Rule(bundle_ns, ("",), ("configmaps",), ("get",))]
-    for group, resources, _scope in ONBOARD_KINDS:
-        rules.append(Rule(None, (group,), resources, ("create", "get", "list", "patch")))
-    rules.append(Rule(None, ("",), ("pods",), ("get", "list")))
+    rules = [
+        Rule(bundle_ns, ("",), ("configmaps",), ("get",)),
+        Rule(None, ("",), ("namespaces",), ("create", "patch")),
+    ]
+    for ns in sorted({w.namespace for w in cfg.fence} | set(cfg.dr.onboarding.namespaces)):
+        for group, resources in BUNDLE_RESOURCES:
+            rules.append(Rule(ns, (group,), resources, ("create", "patch")))
+        rules.append(Rule(ns, ("apps",), WORKLOAD_RESOURCES, ("create", "get", "patch")))
     return rules
 
 
