@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.harness import run_step
 
@@ -14,7 +15,7 @@ PHASES = [
 ]  # fmt: skip
 
 
-def timings(tmp_path: Path, *args: str) -> tuple[int, dict[str, object], Path]:
+def timings(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], Path]:
     out = tmp_path / "out"
     store = f"file://{tmp_path / 'store'}"
     run = run_step(
@@ -28,7 +29,7 @@ def timings(tmp_path: Path, *args: str) -> tuple[int, dict[str, object], Path]:
 def test_timings_are_recorded_once_with_the_rto(tmp_path: Path) -> None:
     code, result, out = timings(tmp_path, "--created", "2026-11-21T03:00:00Z", *PHASES, "--exclude", "approval")
     assert code == 0, result
-    assert [p["seconds"] for p in result["phases"]] == [60, 600, 1800]  # type: ignore[index,union-attr]
+    assert [p["seconds"] for p in result["phases"]] == [60, 600, 1800]
     assert result["total_seconds"] == 2465
     assert result["rto_seconds"] == 2465 - 600
     record = json.loads((tmp_path / "store" / "old" / "state" / "tenant-recreate-x1" / "timings.json").read_text())
