@@ -54,9 +54,9 @@ FENCE_RECORD = "old-tenant"
 TEARDOWN_RECORD = "drill-teardown"
 POLL: Flag = ("--poll-seconds", "2")
 DEADLINE_KUBE = 30 * 60
-# validate data runs these components' own `verify` in the base image; Cassandra and Argo restores compare
-# the target with the manifest themselves (exit 3 on mismatch).
-VALIDATED = ("elasticsearch", "postgres", "redis")
+# validate data runs these components' own `verify` in the base image; the Cassandra restore compares the
+# target with the manifest itself (exit 3 on mismatch).
+VALIDATED = ("argo", "elasticsearch", "postgres", "redis")
 PHASES = ("preflight", "approval", "onboard", "restore", "validate", "cutover", "teardown")  # `validate` when any
 
 
@@ -229,6 +229,7 @@ def validate_step(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Step | N
                      "--databases", ",".join(comp.postgres.databases)],
         "redis": ["--url", comp.redis.url],
         "elasticsearch": ["--url", comp.elasticsearch.url, "--repository", comp.elasticsearch.repository],
+        "argo": ["--namespace", comp.argo.namespace, *(a for f in kube_flags(cfg) for a in (f[0], f[1] or ""))],
     }  # fmt: skip
     names = [w.name for w in wirings if w.name in VALIDATED]
     if not names:
@@ -245,6 +246,7 @@ def validate_step(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Step | N
         outputs=("report",),
         env=env,
         deadline=6 * 3600,
+        kube="argo" in names,  # argo verify reads the new tenant's cluster (its kubeconfig when configured)
     )
 
 
