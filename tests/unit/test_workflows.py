@@ -168,12 +168,12 @@ def test_kubeconfig_mode_mounts_the_secret_and_grants_nothing_remote(tmp_path: P
 def test_in_cluster_rbac_is_least_privilege(dist: Path) -> None:
     backup = load(dist, "atlas-backup/rbac/role-atlas-tenant-dr-atlas-backup.yaml")
     assert backup["rules"] == [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
     ]
     argo_backup = load(dist, "atlas-backup/rbac/role-argo-tenant-dr-atlas-backup.yaml")
     verbs = {v for rule in argo_backup["rules"] for v in rule["verbs"]}
-    assert verbs == {"get", "list", "create", "patch"}  # create/patch only on workflowtaskresults
+    assert verbs == {"list", "create", "patch"}  # create/patch only on workflowtaskresults
     writes = [r for r in argo_backup["rules"] if {"create", "patch"} & set(r["verbs"])]
     assert writes == [
         {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
