@@ -393,9 +393,9 @@ class ExecPipe:
 
 @dataclass
 class Cluster:
-    """How this step reaches the Cassandra pods of one tenant."""
+    """How this step reaches the Cassandra pods of one tenant (the executor is opened on first use)."""
 
-    executor: PodExecutor
+    open_executor: Callable[[], PodExecutor]
     namespace: str
     selector: str
     container: str | None
@@ -405,6 +405,11 @@ class Cluster:
     password: str | None
     parallel: int
     exec_timeout: float
+
+    @functools.cached_property
+    def executor(self) -> PodExecutor:
+        """The pod executor (Kubernetes API or local), opened when a command first needs the pods."""
+        return self.open_executor()
 
     def pods(self) -> list[Pod]:
         """The pods behind ``--selector``; none is a usage error, one not running is transient."""
@@ -489,7 +494,7 @@ def cluster_options(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
-        executor = open_executor(kwargs.pop("executor"), kwargs.pop("kubeconfig"), kwargs.pop("kube_context"))
+        spec, kubeconfig, context = kwargs.pop("executor"), kwargs.pop("kubeconfig"), kwargs.pop("kube_context")
         username = read_setting(
             what="the Cassandra username", env="CASSANDRA_USERNAME", file=kwargs.pop("username_file")
         )
@@ -505,7 +510,7 @@ def cluster_options(fn: F) -> F:
         if parallel_pods < 1:
             raise UsageError("--parallel must be >= 1")
         kwargs["cluster"] = Cluster(
-            executor=executor,
+            open_executor=lambda: open_executor(spec, kubeconfig, context),
             namespace=kwargs.pop("namespace"),
             selector=kwargs.pop("selector"),
             container=kwargs.pop("container") or None,
@@ -818,13 +823,19 @@ def _check_tar_listing(catalog: Catalog, manifest: ComponentManifest, record: Ob
 @action(cli, "verify")
 @catalog_options
 @run_id_option(default="latest")
-@click.option("--keyspaces", default=None, help="Only these keyspaces (default: all in the backup).")
-def verify_backup(catalog: Catalog, tenant: str, run_id: str, keyspaces: str | None) -> dict[str, Any]:
-    """Check every object of a backup (sha256) and each tar's file list against the manifest; no cluster needed."""
+@cluster_options
+@click.option(
+    "--live/--no-live",
+    default=False,
+    show_default=True,
+    help="Also check the cluster: every backed-up table exists in its schema and holds data on every pod.",
+)
+def verify_backup(catalog: Catalog, tenant: str, run_id: str, cluster: Cluster, live: bool) -> dict[str, Any]:
+    """Check every object of a backup (sha256, tar file lists); with --live also the restored cluster."""
     resolved = catalog.resolve(run_id, COMPONENT)
     manifest = catalog.read_manifest(resolved, COMPONENT)
     details = _details(manifest)
-    wanted = _names(keyspaces, "keyspace") or list(details["keyspaces"])
+    wanted = cluster.keyspaces or list(details["keyspaces"])
     missing = sorted(set(wanted) - set(details["keyspaces"]))
     if missing:
         raise IntegrityError(f"run {resolved} has no backup of keyspace(s) {', '.join(missing)}")
@@ -837,7 +848,59 @@ def verify_backup(catalog: Catalog, tenant: str, run_id: str, keyspaces: str | N
         elif record.meta.get("keyspace") in wanted or record.meta.get("kind") == "tokenmap":
             verify(catalog.store, catalog.object_key(manifest, record), record)
     write_output("run-id", resolved)
-    return {"tenant": tenant, "run_id": resolved, "keyspaces": wanted, "files": files, "bytes": manifest.total_bytes}
+    result: dict[str, Any] = {
+        "tenant": tenant,
+        "run_id": resolved,
+        "keyspaces": wanted,
+        "files": files,
+        "bytes": manifest.total_bytes,
+    }
+    if live:
+        result["live"] = _live_check(cluster, details, wanted)
+    return result
+
+
+def _live_check(cluster: Cluster, details: dict[str, Any], keyspaces: list[str]) -> dict[str, int]:
+    """Every backed-up table is in the cluster's schema and has data files on the matching pod.
+
+    Cassandra compacts and renames files after loading, so a table passes when its files are exactly
+    the backed-up ones or were rewritten; it fails when it has no data files though the backup had some.
+    Returns the number of tables per outcome (``exact``, ``rewritten``).
+    """
+    pods = cluster.pods()
+    mapping = _pod_mapping(list(details["pods"]), pods)
+    outcomes: Counter[str] = Counter()
+    problems: list[str] = []
+    for ks in keyspaces:
+        ids = cluster.table_ids(pods[0], ks)
+        backed_up = sorted({t for bp in mapping for t in details["files"].get(bp, {}).get(ks, {})})
+        problems += [f"{ks}.{t} is not in the schema" for t in backed_up if t not in ids]
+        for backup_pod, pod in mapping.items():
+            want: dict[str, dict[str, Any]] = details["files"].get(backup_pod, {}).get(ks, {})
+            current = {t: f"{t}-{ids[t]}" for t in want if t in ids}
+            if not current:
+                continue
+            listing = parse_listing(
+                cluster.sh(
+                    pod,
+                    LIST_FILES_SCRIPT,
+                    posixpath.join(cluster.data_dir, ks),
+                    *current.values(),
+                    what=f"list table files of {ks}",
+                )
+            )
+            for table, directory in current.items():
+                outcome = _post_load_check(pod, listing, directory, want[table])
+                outcomes[outcome] += 1
+                if outcome == "missing":
+                    problems.append(f"{ks}.{table} has no data on pod {pod.name}")
+    if problems:
+        raise IntegrityError(
+            f"the cluster does not hold the backed-up data: {'; '.join(problems[:8])}"
+            + (f" and {len(problems) - 8} more" if len(problems) > 8 else ""),
+            hint="restore Cassandra from this run (or check --namespace/--selector point at the target)",
+        )
+    return dict(sorted(outcomes.items()))
 
 
 # ---- restore ------------------------------------------------------------------------------------

@@ -170,10 +170,23 @@ def test_round_trip_into_a_new_cluster_with_new_table_ids(
     assert plan.result["dry_run"] is True
     assert plan.result["plan"]["schema"] == {"atlas": "create", "audit": "create"}
     assert target.state()["keyspaces"] == {}  # the plan changed nothing
+    empty = step(target, "verify", store_url, "--live")
+    assert empty.code == 3 and "atlas.users is not in the schema" in empty.error
 
     run = step(target, "restore", store_url, "--confirm")
     assert run.code == 0, run.stderr[-2000:]
     assert_clean(run, target)
+    live = step(target, "verify", store_url, "--live")
+    assert live.code == 0, live.stderr[-2000:]
+    assert live.result["live"] == {"exact": 3 * (len(TABLES) + 1)}  # every table of both keyspaces, every pod
+    lost = target.table_dir("cassandra-2", "atlas", "users")
+    saved = {f: f.read_bytes() for f in lost.iterdir() if f.is_file()}
+    for f in saved:
+        f.unlink()
+    gone = step(target, "verify", store_url, "--live")
+    assert gone.code == 3 and "atlas.users has no data on pod cassandra-2" in gone.error
+    for f, data in saved.items():
+        f.write_bytes(data)
     for (pod, ks, table), files in before.items():
         assert target.table_dir(pod, ks, table).name != source.table_dir(pod, ks, table).name  # new table ids
         assert target.files(pod, ks, table) == files  # byte-identical SSTables on the same pod
