@@ -54,9 +54,8 @@ FENCE_RECORD = "old-tenant"
 TEARDOWN_RECORD = "drill-teardown"
 POLL: Flag = ("--poll-seconds", "2")
 DEADLINE_KUBE = 30 * 60
-# validate data runs these components' own `verify` in the base image; the Cassandra restore compares the
-# target with the manifest itself (exit 3 on mismatch).
-VALIDATED = ("argo", "elasticsearch", "postgres", "redis")
+# validate data runs these components' own `verify` (Cassandra's with --live) against the new tenant.
+VALIDATED = ("argo", "cassandra", "elasticsearch", "postgres", "redis")
 PHASES = ("preflight", "approval", "onboard", "restore", "validate", "cutover", "teardown")  # `validate` when any
 
 
@@ -224,12 +223,15 @@ def restore_leaf(cfg: TenantConfig, w: ComponentWiring) -> Step:
 def validate_step(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Step | None:
     """``validate data`` of the restored components that have a ``verify`` in the base image."""
     comp = cfg.components
+    kube_args = [a for f in kube_flags(cfg) for a in (f[0], f[1] or "")]
     args = {
         "postgres": ["--host", comp.postgres.host, "--port", str(comp.postgres.port), "--user", comp.postgres.user,
                      "--databases", ",".join(comp.postgres.databases)],
         "redis": ["--url", comp.redis.url],
         "elasticsearch": ["--url", comp.elasticsearch.url, "--repository", comp.elasticsearch.repository],
-        "argo": ["--namespace", comp.argo.namespace, *(a for f in kube_flags(cfg) for a in (f[0], f[1] or ""))],
+        "argo": ["--namespace", comp.argo.namespace, *kube_args],
+        "cassandra": ["--live", "--namespace", comp.cassandra.namespace, "--selector", comp.cassandra.selector,
+                      "--container", comp.cassandra.container, "--data-dir", comp.cassandra.data_dir, *kube_args],
     }  # fmt: skip
     names = [w.name for w in wirings if w.name in VALIDATED]
     if not names:
@@ -246,7 +248,7 @@ def validate_step(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Step | N
         outputs=("report",),
         env=env,
         deadline=6 * 3600,
-        kube="argo" in names,  # argo verify reads the new tenant's cluster (its kubeconfig when configured)
+        kube=bool({"argo", "cassandra"} & set(names)),  # these verifies read the new tenant's cluster
     )
 
 
