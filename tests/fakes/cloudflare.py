@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes._served import ServedFake
 
 API_PREFIX = "/client/v4"
 READ, EDIT = "dns:read", "dns:edit"
@@ -40,11 +41,6 @@ _FILTER_OPS: dict[str, Callable[[str, str], bool]] = {
     "startswith": lambda have, want: have.startswith(want),
     "endswith": lambda have, want: have.endswith(want),
 }
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        """No access log on the test's stderr."""
 
 
 class CfError(Exception):
@@ -91,7 +87,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class FakeCloudflare:
+class FakeCloudflare(ServedFake):
     """Cloudflare's API behind a real HTTP server on 127.0.0.1 (use as a context manager)."""
 
     def __init__(self, tokens: dict[str, Token] | None = None, *, default_per_page: int = 100) -> None:
@@ -102,37 +98,13 @@ class FakeCloudflare:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # ---- lifecycle ---------------------------------------------------------------------------------
+    # ---- lifecycle: ServedFake (start/stop/context manager) ----------------------------------------
 
     @property
     def api_url(self) -> str:
         """``http://127.0.0.1:<port>/client/v4`` (the SDK's ``base_url``)."""
-        assert self._server is not None, "fake not started"
-        return f"http://127.0.0.1:{self._server.server_port}{API_PREFIX}"
-
-    def start(self) -> FakeCloudflare:
-        """Serve on a free port in a background thread."""
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeCloudflare:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.base_url + API_PREFIX
 
     # ---- seeding and inspection --------------------------------------------------------------------
 

@@ -27,16 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes._served import ServedFake
 
 HEALTH_ORDER = {"green": 0, "yellow": 1, "red": 2}
 MAX_HEALTH_WAIT_S = 10.0  # a health wait never blocks a test longer than this
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        """No access log on the test's stderr."""
 
 
 class EsError(Exception):
@@ -174,7 +170,7 @@ class Recorded:
     headers: dict[str, str]
 
 
-class FakeElasticsearch:
+class FakeElasticsearch(ServedFake):
     """An Elasticsearch cluster behind a real HTTP server on 127.0.0.1 (use as a context manager)."""
 
     def __init__(
@@ -200,37 +196,13 @@ class FakeElasticsearch:
         self.destructive_requires_name = self.major >= 8
         self.requests: list[Recorded] = []
         self.lock = threading.RLock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # ---- lifecycle ---------------------------------------------------------------------------------
+    # ---- lifecycle: ServedFake (start/stop/context manager) ----------------------------------------
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``."""
-        assert self._server is not None, "fake not started"
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> FakeElasticsearch:
-        """Serve on a free port in a background thread."""
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeElasticsearch:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.base_url
 
     # ---- scripting helpers for tests ---------------------------------------------------------------
 
