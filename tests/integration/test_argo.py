@@ -149,12 +149,16 @@ def test_export_then_apply_reproduces_the_objects(source: FakeKube, target: Fake
 
     after = steps.run(target, "verify", "--run-id", RUN_ID)
     assert after.code == 0, after.stdout
-    assert after.result["observed"] == after.result["expected"] == {
-        "configmaps": 1,
-        "clusterworkflowtemplates": 1,
-        "workflowtemplates": 2,
-        "cronworkflows": 2,
-    }
+    assert (
+        after.result["observed"]
+        == after.result["expected"]
+        == {
+            "configmaps": 1,
+            "clusterworkflowtemplates": 1,
+            "workflowtemplates": 2,
+            "cronworkflows": 2,
+        }
+    )
 
 
 def test_restore_suspends_existing_cronworkflows_first(source: FakeKube, target: FakeKube, tmp_path: Path) -> None:
