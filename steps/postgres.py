@@ -33,6 +33,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from steps.runtime import (
     IntegrityError,
     Progress,
+    StepError,
     TransientError,
     UsageError,
     action,
@@ -777,10 +778,13 @@ def restore(
             catalog.record_once(operation, "postgres-prior", {"target": target.where, **plan})
         run_psql(psql, target, script.encode("utf-8"), "restoring globals (roles)")
         timings: dict[str, float] = {}
-        for d in names:
+        for i, d in enumerate(names):
             t0 = time.monotonic()
-            drop_database(target, d, version_num)
-            restore_database(catalog, manifest, records[d], target, d, pg_restore, jobs, local[d])
+            try:
+                drop_database(target, d, version_num)
+                restore_database(catalog, manifest, records[d], target, d, pg_restore, jobs, local[d])
+            except Exception as exc:
+                raise stopped_part_way(exc, target, names[:i], d, names[i + 1 :]) from exc
             timings[d] = round(time.monotonic() - t0, 3)
             log.info("database restored", database=d, seconds=timings[d])
             if local[d] is not None:
@@ -789,6 +793,21 @@ def restore(
         shutil.rmtree(work, ignore_errors=True)
     checked = check_target(target, manifest, names)
     return {"dry_run": False, "plan": plan, "restored": names, "timings": timings, **checked}
+
+
+def stopped_part_way(
+    exc: Exception, target: PgTarget, restored: list[str], current: str, untouched: list[str]
+) -> StepError:
+    """``exc`` (same exit code) restated with what the target now holds, database by database."""
+    cause = exc.message if isinstance(exc, StepError) else f"{type(exc).__name__}: {exc}"
+    error_cls = type(exc) if isinstance(exc, StepError) else TransientError
+    get_logger().error("restore stopped part-way", restored=restored, dropped_or_partial=current, not_touched=untouched)
+    return error_cls(
+        f"restore into {target.where} stopped at database {current!r}: {cause}; target now: "
+        f"restored {', '.join(restored) or 'none'}; {current} interrupted (may be dropped or partly restored); "
+        f"not touched {', '.join(untouched) or 'none'}",
+        hint="re-run the restore: it drops and restores each chosen database again",
+    )
 
 
 def check_target(target: PgTarget, manifest: ComponentManifest, names: list[str]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import redis
 from steps.runtime import (
     IntegrityError,
     Progress,
+    StepError,
     TransientError,
     UsageError,
     action,
@@ -577,6 +578,20 @@ def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progres
         target.close()
 
 
+def stopped_part_way(
+    exc: StepError, target: RedisTarget, flushed: bool, done: list[str], current: str, rest: list[str]
+) -> StepError:
+    """``exc`` (same exit code) restated with what the target now holds, database by database."""
+    get_logger().error("restore stopped part-way", flushed=flushed, copied=done, partly=current, not_started=rest)
+    return type(exc)(
+        f"restore into {target.where} stopped in db{current}: {exc.message}; the target "
+        f"{'was flushed and ' if flushed else ''}holds a partial restore: copied "
+        f"{', '.join(f'db{d}' for d in done) or 'none'}; db{current} partly copied; not started "
+        f"{', '.join(f'db{d}' for d in rest) or 'none'}",
+        hint="re-run the restore (with --flush for an exact copy)",
+    )
+
+
 @action(cli, help_text="Restore a run's RDB into the target online (DUMP/RESTORE); without --confirm only the plan.")
 @catalog_options
 @redis_options
@@ -658,8 +673,12 @@ def restore(
                 total = sum(v["keys"] for v in loaded.values())
                 copied: dict[str, int] = {}
                 with Progress("restore keys", total) as progress:
-                    for db in loaded:
-                        copied[db] = copy_database(source, target, int(db), progress)
+                    for i, db in enumerate(loaded):
+                        try:
+                            with translated(target, f"restoring db{db}"):
+                                copied[db] = copy_database(source, target, int(db), progress)
+                        except StepError as exc:
+                            raise stopped_part_way(exc, target, flush, list(copied), db, list(loaded)[i + 1 :]) from exc
                 copy_s = round(time.monotonic() - t0, 3)
                 after = type_counts(target, sorted(set(loaded) | set(keyspace(client)), key=int))
                 problems = diff_counts(loaded, after, at_least=not flush)

@@ -4,8 +4,11 @@
 
 - ``reset_after``: after N bytes from the client on a connection, reset it (RST) — like a dropped
   NAT entry or a load balancer restart mid-upload;
+- ``reset_down_after``: after N bytes from the upstream, reset it — a reset mid-download (used when
+  ``stall_after`` is not set);
 - ``stall_after``: after N bytes from the upstream, stop forwarding for ``stall_seconds``;
-- ``every``: inject on every k-th connection only (1 = every connection); ``max_faults`` caps them.
+- ``every``: inject on every k-th connection only (1 = every connection); ``max_faults`` caps them;
+- ``max_injected``: caps the faults actually injected (``injected`` counts them).
 
 Every loop is bounded; the proxy stops with its context manager.
 """
@@ -28,10 +31,12 @@ class FaultPlan:
     """What to break and how often."""
 
     reset_after: int | None = None
+    reset_down_after: int | None = None
     stall_after: int | None = None
     stall_seconds: float = 0.0
     every: int = 1
     max_faults: int = 1_000
+    max_injected: int | None = None
 
 
 @dataclass
@@ -42,6 +47,7 @@ class FaultProxy:
     plan: FaultPlan = field(default_factory=FaultPlan)
     port: int = field(default_factory=free_port)
     faults: int = 0
+    injected: int = 0
     connections: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,6 +80,13 @@ class FaultProxy:
                 self.faults += 1
                 return True
             return False
+
+    def _inject(self) -> bool:
+        with self._lock:
+            if self.plan.max_injected is not None and self.injected >= self.plan.max_injected:
+                return False
+            self.injected += 1
+            return True
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -109,7 +122,7 @@ class FaultProxy:
                         continue
                     if not data:
                         break
-                    if faulty and limit is not None and sent + len(data) > limit:
+                    if faulty and limit is not None and sent + len(data) > limit and self._inject():
                         if action == "reset":
                             for s in (client, upstream):  # RST instead of FIN
                                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -123,9 +136,11 @@ class FaultProxy:
             finally:
                 done.set()
 
+        plan = self.plan
+        down = (plan.stall_after, "stall") if plan.stall_after is not None else (plan.reset_down_after, "reset")
         threads = [
             threading.Thread(target=pump, args=(client, upstream, self.plan.reset_after, "reset"), daemon=True),
-            threading.Thread(target=pump, args=(upstream, client, self.plan.stall_after, "stall"), daemon=True),
+            threading.Thread(target=pump, args=(upstream, client, *down), daemon=True),
         ]
         for t in threads:
             t.start()
