@@ -189,16 +189,23 @@ def unexplained(expected: dict[str, Any], loaded: dict[str, Any]) -> bool:
 # ---- BGSAVE + replication fetch -----------------------------------------------------------------
 
 
-def bgsave(client: redis.Redis, timeout: float) -> float:
-    """Run BGSAVE (or join one in progress) and wait for it to succeed; return seconds waited."""
-    started = time.monotonic()
-    before = client.info("persistence")
-    saves0, last0 = int(before.get("rdb_saves", -1)), int(client.lastsave().timestamp())
+def _start_bgsave(client: redis.Redis) -> bool:
+    """BGSAVE; ``False`` when an RDB child is already running (a BGSAVE, or a diskless sync to a replica)."""
     try:
         client.bgsave()
     except redis.ResponseError as exc:
         if "in progress" not in str(exc):
             raise
+        return False
+    return True
+
+
+def bgsave(client: redis.Redis, timeout: float) -> float:
+    """Run BGSAVE (or join one in progress) and wait for it to succeed; return seconds waited."""
+    started = time.monotonic()
+    before = client.info("persistence")
+    saves0, last0 = int(before.get("rdb_saves", -1)), int(client.lastsave().timestamp())
+    ours = _start_bgsave(client)
     while True:
         info = client.info("persistence")
         done_count = int(info.get("rdb_saves", -1)) > saves0 if saves0 >= 0 else False
@@ -207,6 +214,9 @@ def bgsave(client: redis.Redis, timeout: float) -> float:
             if info.get("rdb_last_bgsave_status") != "ok":
                 raise TransientError("BGSAVE failed on the Redis server", hint="check the server's log and disk space")
             return round(time.monotonic() - started, 3)
+        if not info.get("rdb_bgsave_in_progress") and not ours:
+            # the child we joined ended without saving to disk (a diskless sync to a replica): start ours
+            ours = _start_bgsave(client)
         if time.monotonic() - started > timeout:
             raise TransientError(f"BGSAVE did not finish within {timeout:.0f}s", hint="raise --bgsave-timeout")
         time.sleep(0.1)

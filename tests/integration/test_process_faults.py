@@ -1,0 +1,194 @@
+"""Process faults: PostgreSQL/Redis backup and restore steps SIGKILLed part-way, then re-run.
+
+The step runs in its own process group and is killed with its children (pg_dump, pg_restore, the
+ephemeral redis-server), like a pod killed by the node. Kill points are made deterministic by
+polling the store or the server, or by freezing the step inside a transfer with a proxy stall
+(tests/faults.py). After each kill: the run is not complete (no manifest, seal refused); the
+re-run with the same run id converges and its manifest names only whole, verified objects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from steps.storage.catalog import new_run_id
+from tests.faults import FaultPlan, FaultProxy
+from tests.harness import PostgresServer, RedisServer
+from tests.integration.fault_support import (
+    REDIS_KEYS,
+    KilledStep,
+    catalog_of,
+    catalog_step,
+    pg_args,
+    pg_content,
+    pg_step,
+    redis_args,
+    redis_content,
+    redis_step,
+    seed_pg,
+    seed_redis,
+)
+
+pytestmark = pytest.mark.timeout(120)
+KIB = 1024
+
+
+@pytest.fixture
+def seeded_pg(pg: PostgresServer) -> PostgresServer:
+    seed_pg(pg)
+    return pg
+
+
+@pytest.fixture
+def seeded_redis(redis_srv: RedisServer) -> RedisServer:
+    seed_redis(redis_srv)
+    return redis_srv
+
+
+def attempts(store_root: Path, run_id: str, component: str) -> set[str]:
+    """Attempt directories that hold anything (finished objects or temp files)."""
+    base = next(store_root.rglob(f"runs/{run_id}/{component}"), None)
+    return {p.name for p in base.iterdir() if p.is_dir()} if base else set()
+
+
+def converges(store: str, store_root: Path, run_id: str, component: str, killed: set[str]) -> None:
+    """After the kill the run is incomplete; after the re-run (done by the caller) it is whole."""
+    manifest = catalog_of(store).read_manifest(run_id, component)
+    used = {o.name.split("/", 1)[0] for o in manifest.objects}
+    assert len(used) == 1 and not used & killed, (used, killed)  # nothing of the killed attempt is used
+    assert catalog_step(store, "verify", "--run-id", run_id).code == 0  # sizes and sha256 of every object
+    seal = catalog_step(store, "seal", "--run-id", run_id, "--components", component)
+    assert seal.code == 0, seal.stdout
+
+
+def assert_not_complete(store: str, run_id: str, component: str) -> None:
+    assert not catalog_of(store).has_manifest(run_id, component)
+    seal = catalog_step(store, "seal", "--run-id", run_id, "--components", component)
+    assert seal.code == 3, seal.stdout
+    assert not any(run.complete for run in catalog_of(store).list_runs())
+
+
+# ---- backups ------------------------------------------------------------------------------------
+
+
+def test_pg_backup_killed_after_its_first_object_then_rerun_converges(
+    seeded_pg: PostgresServer, tmp_path: Path
+) -> None:
+    pg, root, run_id = seeded_pg, tmp_path / "store", new_run_id()
+    store = f"file://{root}"
+    args = pg_args(pg, store, "backup", "--run-id", run_id, "--databases", "alpha,beta")
+    step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
+    step.kill_when(lambda: list(root.rglob("globals.sql")))  # the first object is in the store
+    killed = attempts(root, run_id, "postgres")
+    assert len(killed) == 1
+    assert_not_complete(store, run_id, "postgres")
+
+    again = pg_step(pg, store, "backup", "--run-id", run_id, "--databases", "alpha,beta")
+    assert again.code == 0 and again.result["manifest_written"] is True, again.stdout
+    converges(store, root, run_id, "postgres", killed)
+    assert pg_step(pg, store, "verify", "--run-id", run_id).code == 0
+
+
+def test_pg_backup_killed_mid_upload_then_rerun_converges(seeded_pg: PostgresServer, tmp_path: Path) -> None:
+    pg, root, run_id = seeded_pg, tmp_path / "store", new_run_id()
+    store = f"file://{root}"
+    # beta's pg_dump is frozen after 2 MiB of output (its catalog queries alone are ~0.7 MiB);
+    # the step is killed while that dump is half-written
+    with FaultProxy(pg.port, FaultPlan(stall_after=2048 * KIB, stall_seconds=5, max_injected=1)) as proxy:
+        args = pg_args(pg, store, "backup", "--run-id", run_id, "--databases", "alpha,beta", port=proxy.port)
+        step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
+        step.kill_when(lambda: proxy.injected == 1 and list(root.rglob("beta.dump.tmp-*")))
+    assert not list(root.rglob("beta.dump"))  # never published: only the temp file of the dead writer
+    killed = attempts(root, run_id, "postgres")
+    assert_not_complete(store, run_id, "postgres")
+
+    again = pg_step(pg, store, "backup", "--run-id", run_id, "--databases", "alpha,beta")
+    assert again.code == 0 and again.result["manifest_written"] is True, again.stdout
+    converges(store, root, run_id, "postgres", killed)
+    before = pg_content(pg)
+    pg.psql("TRUNCATE bulk", "beta")
+    restored = pg_step(pg, store, "restore", "--run-id", run_id, "--databases", "beta", "--confirm")
+    assert restored.code == 0, restored.stdout
+    assert pg_content(pg) == before
+
+
+def test_redis_backup_killed_mid_upload_then_rerun_converges(seeded_redis: RedisServer, tmp_path: Path) -> None:
+    srv, root, run_id = seeded_redis, tmp_path / "store", new_run_id()
+    store = f"file://{root}"
+    bulk = srv.client(5).pipeline(transaction=False)  # an RDB larger than the socket buffers on the way
+    for i in range(16_000):
+        bulk.set(f"bulk:{i}", os.urandom(KIB))
+    bulk.execute()
+    with FaultProxy(srv.port, FaultPlan(stall_after=256 * KIB, stall_seconds=5, max_injected=1)) as proxy:
+        args = redis_args(f"redis://127.0.0.1:{proxy.port}", store, "backup", "--run-id", run_id)
+        step = KilledStep("redis", args, {"REDIS_PASSWORD": srv.password or ""}, tmp_path / "killed")
+        step.kill_when(lambda: proxy.injected == 1 and list(root.rglob("dump.rdb.tmp-*")))
+    assert not list(root.rglob("dump.rdb"))
+    killed = attempts(root, run_id, "redis")
+    assert_not_complete(store, run_id, "redis")
+    # the dead attempt's transfer still holds the server's RDB child (no RST reached it, as after a
+    # node failure); the re-run's BGSAVE joins that child and must start its own save once it ends
+    assert srv.client().info("persistence")["rdb_bgsave_in_progress"] == 1
+
+    again = redis_step(srv, store, "backup", "--run-id", run_id, "--bgsave-timeout", "30")
+    assert again.code == 0 and again.result["manifest_written"] is True, again.stdout
+    converges(store, root, run_id, "redis", killed)
+    assert redis_step(srv, store, "verify", "--run-id", run_id).code == 0
+
+
+# ---- restores -----------------------------------------------------------------------------------
+
+
+def test_pg_restore_killed_after_dropping_the_first_database_then_rerun_converges(
+    seeded_pg: PostgresServer, tmp_path: Path
+) -> None:
+    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
+    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
+    assert backup.code == 0, backup.stdout
+    expected = pg_content(pg)
+    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+
+    watch = psycopg2.connect(pg.dsn())
+    watch.autocommit = True
+
+    def oid(db: str) -> int | None:
+        with watch.cursor() as cur:
+            cur.execute("SELECT oid FROM pg_database WHERE datname = %s", (db,))
+            row = cur.fetchone()
+        return int(row[0]) if row else None
+
+    alpha = oid("alpha")
+    args = pg_args(pg, store, "restore", "--confirm", "--work-dir", str(tmp_path))
+    step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
+    try:
+        step.kill_when(lambda: oid("alpha") != alpha)  # alpha dropped (maybe recreated), beta not yet done
+    finally:
+        watch.close()
+    assert pg_content(pg) != expected  # the kill left the target half-way
+
+    again = pg_step(pg, store, "restore", "--confirm")
+    assert again.code == 0, again.stdout
+    assert pg_content(pg) == expected
+
+
+def test_redis_restore_killed_mid_copy_then_rerun_converges(seeded_redis: RedisServer, tmp_path: Path) -> None:
+    srv, store = seeded_redis, f"file://{tmp_path / 'store'}"
+    expected = redis_content(srv)
+    assert redis_step(srv, store, "backup").code == 0
+    srv.client().flushall()
+    # the first RESTORE pipeline runs on the server, then its replies stall: the step is killed there
+    with FaultProxy(srv.port, FaultPlan(stall_after=4 * KIB, stall_seconds=5, max_injected=1)) as proxy:
+        args = redis_args(f"redis://127.0.0.1:{proxy.port}", store, "restore", "--confirm", "--flush")
+        step = KilledStep("redis", args, {"REDIS_PASSWORD": srv.password or ""}, tmp_path / "killed")
+        probe = srv.client()
+        step.kill_when(lambda: proxy.injected == 1 and probe.dbsize() > 0)
+    assert 0 < probe.dbsize() < REDIS_KEYS  # a partial restore
+
+    again = redis_step(srv, store, "restore", "--confirm", "--flush")
+    assert again.code == 0, again.stdout
+    assert redis_content(srv) == expected
