@@ -17,7 +17,7 @@ import pytest
 
 from steps.storage.catalog import new_run_id
 from tests.faults import FaultPlan, FaultProxy
-from tests.harness import PostgresServer, RedisServer
+from tests.harness import PostgresServer, RedisServer, pg_bin
 from tests.integration.fault_support import (
     REDIS_KEYS,
     KilledStep,
@@ -192,3 +192,36 @@ def test_redis_restore_killed_mid_copy_then_rerun_converges(seeded_redis: RedisS
     again = redis_step(srv, store, "restore", "--confirm", "--flush")
     assert again.code == 0, again.stdout
     assert redis_content(srv) == expected
+
+
+def test_pg_restore_whose_second_pg_restore_fails_says_beta_is_dropped(
+    seeded_pg: PostgresServer, tmp_path: Path
+) -> None:
+    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
+    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
+    assert backup.code == 0, backup.stdout
+    expected = pg_content(pg)
+    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    # the second pg_restore run (beta's) fails at once: beta has just been dropped
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    for tool in ("pg_dump", "pg_dumpall", "psql"):
+        (shim / tool).symlink_to(pg_bin(tool))
+    counter = tmp_path / "pg_restore.calls"
+    script = shim / "pg_restore"
+    script.write_text(
+        f'#!/bin/bash\nif [ "$1" = --version ]; then exec {pg_bin("pg_restore")} --version; fi\n'
+        f"echo x >> {counter}\n"
+        f'if [ "$(wc -l < {counter})" -ge 2 ]; then echo "pg_restore: error: injected failure" >&2; exit 1; fi\n'
+        f'exec {pg_bin("pg_restore")} "$@"\n'
+    )
+    script.chmod(0o755)
+    broken = pg_step(pg, store, "restore", "--confirm", "--pg-bin-dir", str(shim))
+    assert broken.code == 1, broken.stdout
+    assert "injected failure" in broken.error and "\n" not in broken.error
+    assert "restored alpha; beta interrupted (may be dropped or partly restored); not touched none" in broken.error
+    assert pg_content(pg) == {"alpha": expected["alpha"], "beta": "absent"}  # exactly what the error says
+
+    again = pg_step(pg, store, "restore", "--confirm")
+    assert again.code == 0, again.stdout
+    assert pg_content(pg) == expected
