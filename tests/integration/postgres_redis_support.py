@@ -7,8 +7,29 @@ import threading
 from pathlib import Path
 
 
+def _parent(pid: int) -> int:
+    """The parent pid from ``/proc/<pid>/stat`` (0 when the process is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == ancestor:
+            return True
+    return False
+
+
 class CmdlineWatch:
-    """Samples every process's argv (``/proc/*/cmdline``, what ``ps`` shows) in a thread."""
+    """Samples the argv (``/proc/*/cmdline``, what ``ps`` shows) of every process this test started.
+
+    Only descendants of the test process count, so a parallel test worker's own commands (which may
+    legitimately carry test passwords) cannot make this test fail.
+    """
 
     def __init__(self, interval: float = 0.002) -> None:
         self.interval = interval
@@ -21,6 +42,8 @@ class CmdlineWatch:
         while not self._stop.is_set():
             for entry in Path("/proc").iterdir():
                 if not entry.name.isdigit() or int(entry.name) == me:
+                    continue
+                if not _descends_from(int(entry.name), me):
                     continue
                 try:
                     raw = (entry / "cmdline").read_bytes()
