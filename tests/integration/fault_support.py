@@ -147,3 +147,11 @@ class KilledStep:
             self.proc.wait(timeout=10)
         assert self.proc.returncode == -signal.SIGKILL
         assert_no_secret("a killed step's log", self.stderr_path.read_text(errors="replace"), self.secrets)
+
+
+def assert_incomplete(store: str, run_id: str, component: str) -> None:
+    """No manifest, the run cannot be sealed, and no run of the store claims to be complete."""
+    assert not catalog_of(store).has_manifest(run_id, component)
+    seal = catalog_step(store, "seal", "--run-id", run_id, "--components", component)
+    assert seal.code == 3 and f"no manifest for {component}" in seal.error, seal.stdout
+    assert not any(run.complete for run in catalog_of(store).list_runs())

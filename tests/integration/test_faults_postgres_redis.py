@@ -18,37 +18,16 @@ from tests.faults import FaultPlan, FaultProxy
 from tests.harness import PostgresServer, RedisServer
 from tests.integration.fault_support import (
     BULK_ROWS,
-    catalog_of,
+    assert_incomplete,
     catalog_step,
     pg_content,
     pg_step,
     redis_content,
     redis_step,
-    seed_pg,
-    seed_redis,
 )
 
 pytestmark = pytest.mark.timeout(120)
 KIB = 1024
-
-
-@pytest.fixture
-def seeded_pg(pg: PostgresServer) -> PostgresServer:
-    seed_pg(pg)
-    return pg
-
-
-@pytest.fixture
-def seeded_redis(redis_srv: RedisServer) -> RedisServer:
-    seed_redis(redis_srv)
-    return redis_srv
-
-
-def assert_incomplete(store: str, run_id: str, component: str) -> None:
-    """No manifest, and the run cannot be sealed complete."""
-    assert not catalog_of(store).has_manifest(run_id, component)
-    seal = catalog_step(store, "seal", "--run-id", run_id, "--components", component)
-    assert seal.code == 3 and f"no manifest for {component}" in seal.error, seal.stdout
 
 
 # ---- PostgreSQL ---------------------------------------------------------------------------------

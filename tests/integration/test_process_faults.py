@@ -21,6 +21,7 @@ from tests.harness import PostgresServer, RedisServer, pg_bin
 from tests.integration.fault_support import (
     REDIS_KEYS,
     KilledStep,
+    assert_incomplete,
     catalog_of,
     catalog_step,
     pg_args,
@@ -29,24 +30,10 @@ from tests.integration.fault_support import (
     redis_args,
     redis_content,
     redis_step,
-    seed_pg,
-    seed_redis,
 )
 
 pytestmark = pytest.mark.timeout(120)
 KIB = 1024
-
-
-@pytest.fixture
-def seeded_pg(pg: PostgresServer) -> PostgresServer:
-    seed_pg(pg)
-    return pg
-
-
-@pytest.fixture
-def seeded_redis(redis_srv: RedisServer) -> RedisServer:
-    seed_redis(redis_srv)
-    return redis_srv
 
 
 def attempts(store_root: Path, run_id: str, component: str) -> set[str]:
@@ -65,13 +52,6 @@ def converges(store: str, store_root: Path, run_id: str, component: str, killed:
     assert seal.code == 0, seal.stdout
 
 
-def assert_not_complete(store: str, run_id: str, component: str) -> None:
-    assert not catalog_of(store).has_manifest(run_id, component)
-    seal = catalog_step(store, "seal", "--run-id", run_id, "--components", component)
-    assert seal.code == 3, seal.stdout
-    assert not any(run.complete for run in catalog_of(store).list_runs())
-
-
 # ---- backups ------------------------------------------------------------------------------------
 
 
@@ -85,7 +65,7 @@ def test_pg_backup_killed_after_its_first_object_then_rerun_converges(
     step.kill_when(lambda: list(root.rglob("globals.sql")))  # the first object is in the store
     killed = attempts(root, run_id, "postgres")
     assert len(killed) == 1
-    assert_not_complete(store, run_id, "postgres")
+    assert_incomplete(store, run_id, "postgres")
 
     again = pg_step(pg, store, "backup", "--run-id", run_id, "--databases", "alpha,beta")
     assert again.code == 0 and again.result["manifest_written"] is True, again.stdout
@@ -104,7 +84,7 @@ def test_pg_backup_killed_mid_upload_then_rerun_converges(seeded_pg: PostgresSer
         step.kill_when(lambda: proxy.injected == 1 and list(root.rglob("beta.dump.tmp-*")))
     assert not list(root.rglob("beta.dump"))  # never published: only the temp file of the dead writer
     killed = attempts(root, run_id, "postgres")
-    assert_not_complete(store, run_id, "postgres")
+    assert_incomplete(store, run_id, "postgres")
 
     again = pg_step(pg, store, "backup", "--run-id", run_id, "--databases", "alpha,beta")
     assert again.code == 0 and again.result["manifest_written"] is True, again.stdout
@@ -129,7 +109,7 @@ def test_redis_backup_killed_mid_upload_then_rerun_converges(seeded_redis: Redis
         step.kill_when(lambda: proxy.injected == 1 and list(root.rglob("dump.rdb.tmp-*")))
     assert not list(root.rglob("dump.rdb"))
     killed = attempts(root, run_id, "redis")
-    assert_not_complete(store, run_id, "redis")
+    assert_incomplete(store, run_id, "redis")
     # the dead attempt's transfer still holds the server's RDB child (no RST reached it, as after a
     # node failure); the re-run's BGSAVE joins that child and must start its own save once it ends
     assert srv.client().info("persistence")["rdb_bgsave_in_progress"] == 1
