@@ -197,8 +197,8 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(password: str | None = "rd-Secret-77c1e0") -> Iterator[RedisServer]:
-    """Start ``redis-server`` on a free port with persistence off; stop it afterwards."""
+def redis_server(password: str | None = "rd-Secret-77c1e0", config: str = "") -> Iterator[RedisServer]:
+    """Start ``redis-server`` on a free port with persistence off (plus ``config`` lines); stop it afterwards."""
     binary = shutil.which("redis-server")
     if not binary:
         raise RuntimeError("redis-server not found; run the README's test command (it installs it)")
@@ -223,7 +223,7 @@ def redis_server(password: str | None = "rd-Secret-77c1e0") -> Iterator[RedisSer
         "warning",
     ]
     conf = tmp / "redis.conf"
-    conf.write_text(f"requirepass {password}\n" if password else "")  # keeps the password out of argv
+    conf.write_text((f"requirepass {password}\n" if password else "") + config)  # keeps the password out of argv
     proc = subprocess.Popen([binary, str(conf), *argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

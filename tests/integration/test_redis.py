@@ -119,6 +119,7 @@ def test_round_trip_every_key_identical(
     assert sorted(dbs, key=int) == [str(i) for i in range(16)]
     assert dbs["7"]["types"] == {"hash": 3, "list": 2, "set": 2, "stream": 1, "string": 43, "zset": 2}
     assert dbs["7"]["keys"] == 53 and dbs["7"]["expires"] == 2
+    assert manifest.fingerprints["counted_from"] == "rdb"  # read from the RDB as it streamed, not by SCAN
     assert manifest.objects[0].sha256 and manifest.source["rdb_version"] == backup.result["rdb_version"]
 
     target.client(3).set("stale", "removed by --flush")
@@ -168,6 +169,27 @@ def test_corrupted_rdb_exits_3_and_leaves_target_untouched(
     result = step(target, store, "restore", "--flush", "--confirm")
     assert result.code == 3
     assert "corrupt" in result.error or "does not match its manifest" in result.error
+    assert target.client(0).get("precious") == b"still here" and target.client(0).dbsize() == 1
+
+
+def test_manifest_that_disagrees_with_its_rdb_stops_the_restore_before_the_target(
+    source: RedisServer, target: RedisServer, tmp_path: Path
+) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    backup = step(source, store, "backup")
+    assert backup.code == 0
+    catalog = Catalog(open_store(store), TENANT)
+    path = tmp_path / "store" / catalog.manifest_key(backup.result["run_id"], "redis")
+    doc = json.loads(path.read_text())
+    doc["fingerprints"]["databases"]["7"]["keys"] += 5  # the RDB holds 5 keys fewer than counted
+    doc["fingerprints"]["stable"] = False  # counts read from the RDB are exact whatever happened meanwhile
+    path.write_text(json.dumps(doc))
+    for db in range(16):
+        target.client(db).flushdb()
+    target.client(0).set("precious", "still here")
+    result = step(target, store, "restore", "--flush", "--confirm")
+    assert result.code == 3 and "does not hold what its manifest counted" in result.error
+    assert "db7 keys: 53, expected 58" in result.error
     assert target.client(0).get("precious") == b"still here" and target.client(0).dbsize() == 1
 
 
