@@ -194,9 +194,13 @@ def _skip_value(buf: bytearray, pos: int, kind: int) -> int:
 
 
 class RdbCounter:
-    """Feed RDB bytes with :meth:`feed`; :meth:`result` gives per-database counts or raises ``Unsupported``."""
+    """Feed RDB bytes with :meth:`feed`; :meth:`result` gives per-database counts or raises ``Unsupported``.
 
-    def __init__(self, max_buffer: int = DEFAULT_MAX_BUFFER) -> None:
+    A key whose TTL ends at or before ``now_ms`` (default: the RDB's ``ctime``, i.e. the snapshot) is
+    counted as expired rather than live.
+    """
+
+    def __init__(self, max_buffer: int = DEFAULT_MAX_BUFFER, now_ms: int | None = None) -> None:
         self.max_buffer = max_buffer
         self.version: int | None = None
         self.aux: dict[str, str] = {}
@@ -209,7 +213,7 @@ class RdbCounter:
         self._expire_at: int | None = None
         self._expired = 0
         self._expires = 0
-        self._now_ms: int | None = None
+        self._now_ms = now_ms
 
     def feed(self, chunk: bytes) -> None:
         """Take the next bytes of the RDB; never raises (a failure is kept for :meth:`result`)."""

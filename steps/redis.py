@@ -177,6 +177,29 @@ def snapshot_counts(
     return counts, "scan"
 
 
+def loaded_counts(rdb: Path, source: RedisTarget) -> dict[str, dict[str, Any]]:
+    """DBSIZE and per-type counts of what the ephemeral server loaded from ``rdb``.
+
+    Read from the file (keys past their TTL now are the ones the server dropped while loading) and
+    checked against the server's DBSIZEs; when the reader gives up, or a key expired in between, one
+    ``SCAN`` pass on the server instead.
+    """
+    counter = RdbCounter(now_ms=int(time.time() * 1000))
+    with rdb.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(RECV_SIZE), b""):
+            counter.feed(chunk)
+    live = keyspace(source.client())
+    try:
+        counts = {db: {"keys": v["keys"], "types": v["types"]} for db, v in counter.result().items()}
+        if {db: v["keys"] for db, v in counts.items()} == {db: v["keys"] for db, v in live.items()}:
+            return counts
+        reason = "the loaded DBSIZEs differ from the RDB's (keys expired meanwhile)"
+    except Unsupported as exc:
+        reason = str(exc)
+    get_logger().warning("cannot count the loaded keys from the RDB; counting with SCAN instead", reason=reason)
+    return type_counts(source, sorted(live, key=int))
+
+
 def diff_counts(expected: dict[str, Any], live: dict[str, Any], *, at_least: bool = False) -> list[str]:
     """Differences in DBSIZE and per-type counts (``at_least``: live may hold more)."""
     problems: list[str] = []
@@ -701,7 +724,7 @@ def restore(
         with Progress("download rdb", record.raw_size) as progress:
             rdb = download_verified(catalog.store, key, record, work / RDB_NAME, progress=progress)
         with ephemeral_server(rdb, redis_server_bin, timeout) as source:
-            loaded = type_counts(source, sorted(keyspace(source.client()), key=int))
+            loaded = loaded_counts(rdb, source)
             mismatch = diff_counts(expected, loaded)
             # counts read from the RDB describe it exactly; SCAN counts only when no key changed meanwhile
             exact = manifest.fingerprints.get("counted_from") == "rdb" or manifest.fingerprints.get("stable")

@@ -60,10 +60,13 @@ def measure(pg: PostgresServer, s3: Any, scale: int, reps: int, work: Path) -> d
     res["gzip_bytes"] = gz.stat().st_size
     plain = work / "plain.sql"
     shell(f"{pg_bin('pg_dump')} -Fp -d {DB} > {plain}", env)
-    restore_rows: dict[str, list[float]] = {"ours_restore": [], "psql_plain_restore": []}
+    restore_rows: dict[str, list[float]] = {"ours_restore": [], "ours_restore_jobs1": [], "psql_plain_restore": []}
     for _ in range(max(1, reps - 1)):
         s, r = ours(pg, store, "restore", "--run-id", run_ids[-1], "--databases", DB, "--confirm")
         restore_rows["ours_restore"].append(s)
+        rss["restore"].append(r)
+        s, r = ours(pg, store, "restore", "--run-id", run_ids[-1], "--databases", DB, "--confirm", "--jobs", "1")
+        restore_rows["ours_restore_jobs1"].append(s)
         rss["restore"].append(r)
 
         def psql_restore() -> None:
@@ -81,6 +84,7 @@ def measure(pg: PostgresServer, s3: Any, scale: int, reps: int, work: Path) -> d
         "ours/runbook backup (target <= 0.5)": round(med["ours_backup"] / med["runbook_backup"], 2),
         "ours/pg_dump -Fc -Z0 >/dev/null (target <= 1.2)": round(med["ours_backup"] / med["pg_dump_devnull"], 2),
         "ours/psql -f restore (target <= 0.7)": round(med["ours_restore"] / med["psql_plain_restore"], 2),
+        "ours --jobs 1/psql -f restore": round(med["ours_restore_jobs1"] / med["psql_plain_restore"], 2),
     }
     res["peak_rss_mb"] = {k: max(v) for k, v in rss.items()}
     plain.unlink()

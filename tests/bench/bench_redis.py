@@ -79,13 +79,16 @@ def measure(tmp: Path, s3: Any, keys: int, reps: int) -> dict[str, Any]:
     with server(tmp, f"src{keys}") as src, server(tmp, f"dst{keys}") as dst:
         t_pop, _ = timed(lambda: populate(src, keys))
         res: dict[str, Any] = {"keys": keys, "populate_s": round(t_pop, 1)}
-        rows: dict[str, list[float]] = {"ours_backup": [], "rediscli_gzip_upload": []}
+        rows: dict[str, list[float]] = {"ours_backup": [], "ours_backup_no_bgsave": [], "rediscli_gzip_upload": []}
         rss: dict[str, list[float]] = {"backup": [], "restore": [], "verify": []}
         rdb = tmp / "cli.rdb"
         for i in range(reps):
             run_id = f"20260101T0000{i:02d}Z-{keys % 0xFFFFFF:06x}"
             s, r = ours(src, store, "backup", "--run-id", run_id)
             rows["ours_backup"].append(s)
+            rss["backup"].append(r)
+            s, r = ours(src, store, "backup", "--run-id", run_id.replace("T0000", "T0001"), "--no-bgsave")
+            rows["ours_backup_no_bgsave"].append(s)
             rss["backup"].append(r)
 
             def runbook(i: int = i) -> None:
@@ -107,7 +110,10 @@ def measure(tmp: Path, s3: Any, keys: int, reps: int) -> dict[str, Any]:
     res["runs_s"] = rows
     res["median_s"] = med
     res["ratios"] = {
-        "ours/redis-cli --rdb+gzip+upload (target <= 0.6)": round(med["ours_backup"] / med["rediscli_gzip_upload"], 2)
+        "ours/redis-cli --rdb+gzip+upload (target <= 0.6)": round(med["ours_backup"] / med["rediscli_gzip_upload"], 2),
+        "ours --no-bgsave/redis-cli --rdb+gzip+upload": round(
+            med["ours_backup_no_bgsave"] / med["rediscli_gzip_upload"], 2
+        ),
     }
     res["peak_rss_mb"] = {k: max(v) for k, v in rss.items()}
     return res

@@ -175,3 +175,15 @@ def test_backup_counts_from_the_rdb_and_falls_back_to_scan_when_it_cannot(tmp_pa
         databases = catalog.read_manifest(big.result["run_id"], "redis").fingerprints["databases"]
         assert databases["9"]["types"]["string"] == live["9"]["types"]["string"] + 1
         assert databases["9"]["keys"] == live["9"]["keys"] + 1
+
+        # the restore counts what its ephemeral server loaded the same way, with the same fallback
+        with redis_server(password="rdb-Target-pw-56") as target:
+            restored = step(target, store, "restore", "--run-id", big.result["run_id"], "--flush", "--confirm")
+            assert restored.code == 0, restored.stdout + restored.stderr
+            assert any(
+                "counting with SCAN" in line and "larger than 32 MiB" in line for line in restored.stderr.splitlines()
+            )
+            assert len(target.client(9).get("huge") or b"") == 33 << 20
+            first = step(target, store, "restore", "--run-id", plain.result["run_id"], "--flush", "--confirm")
+            assert first.code == 0 and "counting with SCAN" not in first.stderr  # read from the RDB file
+            assert target.client(9).get("huge") is None and live_counts(target) == live
