@@ -5,10 +5,10 @@ so counting costs one pass over the bytes already being uploaded instead of a ``
 round trip per key. The counts describe the snapshot exactly: keys whose TTL had already passed
 when the RDB was written (``ctime``) are counted apart, as a live server would no longer show them.
 
-Anything the reader does not understand (module values or aux data, a future type or opcode, a key larger than
-the buffer limit, a count that disagrees with the RDB's own ``RESIZEDB`` sizes) makes it give up
-with a reason instead of guessing; the caller then counts with ``SCAN``. Memory is bounded by
-``max_buffer`` plus one chunk.
+Anything the reader does not understand (a newer RDB version, module values or aux data, an unknown
+type or opcode, a key larger than the buffer limit, a count that disagrees with the RDB's own
+``RESIZEDB`` sizes) makes it give up with a reason instead of guessing; the caller then counts with
+``SCAN``. Memory is bounded by ``max_buffer`` plus one chunk.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ _OP_EXPIRETIME_MS = 0xFC
 _OP_EXPIRETIME = 0xFD
 _OP_SELECTDB = 0xFE
 _OP_EOF = 0xFF
+MAX_RDB_VERSION = 12  # Redis 7.4 and 8.x; a newer format may change a layout read here
 DEFAULT_MAX_BUFFER = 32 << 20
 _NO_COUNTS = [0] * 256
 
@@ -242,6 +243,8 @@ class RdbCounter:
             if buf[:5] != b"REDIS" or not buf[5:9].isdigit():
                 raise Unsupported(f"not an RDB (header {bytes(buf[:9])!r})")
             self.version = int(buf[5:9])
+            if self.version > MAX_RDB_VERSION:
+                raise Unsupported(f"RDB version {self.version} is newer than this reader knows ({MAX_RDB_VERSION})")
             del buf[:9]
         pos = 0
         end = len(buf)

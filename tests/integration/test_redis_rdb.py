@@ -128,6 +128,8 @@ def test_what_it_cannot_read_is_reported_not_guessed(redis_srv: RedisServer) -> 
         count(data[: len(data) // 2])
     with pytest.raises(Unsupported, match="not an RDB"):
         count(b"HELLO0010" + data[9:])
+    with pytest.raises(Unsupported, match="RDB version 13 is newer than this reader knows"):
+        count(b"REDIS0013" + data[9:])
     with pytest.raises(Unsupported, match="larger than 0 MiB"):
         count(data, iter(lambda: 4096, -1), max_buffer=1000)  # the 70 kB string does not fit
 
