@@ -148,6 +148,10 @@ class Redis(_Model):
     enabled: bool = True
     url: str = "redis://redis-master.redis:6379"
     password: SecretRef | None = SecretRef(name="redis", key="redis-password")
+    bgsave: bool = Field(
+        True,
+        description="BGSAVE before fetching the RDB (refreshes the server's dump.rdb); false skips that second fork",
+    )
 
     @field_validator("url")
     @classmethod

@@ -86,6 +86,18 @@ def test_disabled_components_are_left_out(tmp_path: Path) -> None:
     assert lint_bundle(tmp_path) == []
 
 
+def test_redis_bgsave_can_be_switched_off(dist: Path, tmp_path: Path) -> None:
+    def backup_args(root: Path) -> list[str]:
+        doc = load(root, "atlas-backup/templates/atlas-redis-backup.yaml")
+        args: list[str] = templates(doc)["backup"]["container"]["args"]
+        return args
+
+    assert "--no-bgsave" not in backup_args(dist)  # the default keeps the BGSAVE
+    build(parse_config({"components": {"redis": {"bgsave": False}}}), tmp_path)
+    assert "--no-bgsave" in backup_args(tmp_path)
+    assert lint_bundle(tmp_path) == []  # the flag parses with the step's own CLI
+
+
 def test_daily_cron(dist: Path) -> None:
     cron = load(dist, "atlas-backup/cronworkflows/atlas-backup-daily.yaml")
     spec = cron["spec"]

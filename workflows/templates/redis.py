@@ -17,8 +17,8 @@ def wiring(cfg: TenantConfig) -> ComponentWiring:
         name="redis",
         title="Redis",
         backup_description=(
-            f"BGSAVE on `{rd.url}`, then the RDB fetched over the replication protocol and streamed through zstd "
-            f"into the backup store."
+            f"{'BGSAVE on' if rd.bgsave else 'From'} `{rd.url}`, the RDB fetched over the replication protocol "
+            "and streamed through zstd into the backup store, key counts by type read from it on the way."
         ),
         restore_description=(
             f"Loads the RDB into an ephemeral redis-server inside the step, flushes `{rd.url}` and copies every key "
@@ -26,6 +26,7 @@ def wiring(cfg: TenantConfig) -> ComponentWiring:
         ),
         connection=[("--url", rd.url)],
         env=[secret_env("REDIS_PASSWORD", rd.password)] if rd.password else [],
+        backup_flags=[] if rd.bgsave else [("--no-bgsave", None)],
         restore_flags=[("--flush", None), ("--operation", "{{workflow.name}}")],
         restore_memory="4Gi",
     )
