@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from steps.rdb import RdbCounter, Unsupported
+from steps.redis import parse_url, type_counts
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
-from tests.harness import RedisServer, redis_server
+from tests.harness import RedisServer, redis_server, run_step
 from tests.integration.test_redis import TENANT, seed, step
 
 
@@ -189,3 +190,38 @@ def test_backup_counts_from_the_rdb_and_falls_back_to_scan_when_it_cannot(tmp_pa
             first = step(target, store, "restore", "--run-id", plain.result["run_id"], "--flush", "--confirm")
             assert first.code == 0 and "counting with SCAN" not in first.stderr  # read from the RDB file
             assert target.client(9).get("huge") is None and live_counts(target) == live
+
+
+def test_live_counts_by_script_and_by_pipeline_agree_and_scripts_refused_fall_back(
+    redis_srv: RedisServer, tmp_path: Path
+) -> None:
+    seed(redis_srv)
+    seed_more(redis_srv)
+    target = parse_url(redis_srv.url, redis_srv.password, 30.0)
+    dbs = [str(db) for db in range(16)]
+    by_script = type_counts(target, dbs)
+    assert by_script == type_counts(target, dbs, script=False)
+    live = live_counts(redis_srv)
+    assert {db: {"keys": v["keys"], "types": v["types"]} for db, v in by_script.items()} == {
+        db: {"keys": v["keys"], "types": v["types"]} for db, v in live.items()
+    }
+
+    # a user that may not run scripts: verify still works, by pipelined TYPE, and says so
+    store = f"file://{tmp_path / 'store'}"
+    assert step(redis_srv, store, "backup", "--no-bgsave").code == 0
+    redis_srv.client().acl_setuser(
+        "noscripts",
+        enabled=True,
+        passwords=["+noscripts-Pw-31"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-@scripting"],
+    )
+    limited = run_step(
+        "redis",
+        ["verify", "--tenant", TENANT, "--store", store, "--url", f"redis://noscripts@127.0.0.1:{redis_srv.port}"],
+        env={"REDIS_PASSWORD": "noscripts-Pw-31"},
+    )
+    assert limited.code == 0, limited.stdout + limited.stderr
+    assert "Lua scripts refused; counting keys with pipelined TYPE" in limited.stderr
+    assert "Lua scripts refused" not in step(redis_srv, store, "verify").stderr
