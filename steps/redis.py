@@ -171,19 +171,26 @@ def _count_by_script(client: redis.Redis) -> Counter[str]:
             return types
 
 
-def _count_by_pipeline(client: redis.Redis) -> Counter[str]:
-    """Key counts by type of the client's database: SCAN, then a pipelined TYPE per key."""
-    types: Counter[str] = Counter()
+def scan_batches(client: redis.Redis) -> Iterator[list[bytes | str]]:
+    """The keys of the client's database, one non-empty ``SCAN`` batch at a time."""
     cursor = 0
     while True:
         cursor, keys = client.scan(cursor, count=SCAN_BATCH)
         if keys:
-            pipe = client.pipeline(transaction=False)
-            for key in keys:
-                pipe.type(key)
-            types.update(t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute())
+            yield keys
         if cursor == 0:
-            return types
+            return
+
+
+def _count_by_pipeline(client: redis.Redis) -> Counter[str]:
+    """Key counts by type of the client's database: SCAN, then a pipelined TYPE per key."""
+    types: Counter[str] = Counter()
+    for keys in scan_batches(client):
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        types.update(t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute())
+    return types
 
 
 def type_counts(target: RedisTarget, dbs: list[str], *, script: bool = True) -> dict[str, dict[str, Any]]:
@@ -666,31 +673,28 @@ def ephemeral_server(rdb: Path, binary: str, timeout: float) -> Iterator[RedisTa
 def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progress) -> int:
     """SCAN + PTTL/DUMP from ``src`` → RESTORE REPLACE into ``dst``, pipelined; return keys copied."""
     source, target = src.client(db), dst.client(db)
-    copied, cursor = 0, 0
+    copied = 0
     try:
-        while True:
-            cursor, keys = source.scan(cursor, count=SCAN_BATCH)
-            if keys:
-                pipe = source.pipeline(transaction=False)
-                for key in keys:
-                    pipe.pttl(key)
-                    pipe.dump(key)
-                replies = pipe.execute()
-                out = target.pipeline(transaction=False)
-                for key, ttl, payload in zip(keys, replies[0::2], replies[1::2], strict=True):
-                    if payload is None:
-                        continue  # expired in the meantime
-                    out.restore(key, max(int(ttl), 0), payload, replace=True)
-                    copied += 1
-                for reply in out.execute(raise_on_error=False):
-                    if isinstance(reply, Exception):
-                        raise IntegrityError(
-                            f"RESTORE into db{db} of {dst.where} failed: {reply}",
-                            hint="the target Redis must be at least as new as the backed-up one",
-                        )
-                progress.update(len(keys))
-            if cursor == 0:
-                return copied
+        for keys in scan_batches(source):
+            pipe = source.pipeline(transaction=False)
+            for key in keys:
+                pipe.pttl(key)
+                pipe.dump(key)
+            replies = pipe.execute()
+            out = target.pipeline(transaction=False)
+            for key, ttl, payload in zip(keys, replies[0::2], replies[1::2], strict=True):
+                if payload is None:
+                    continue  # expired in the meantime
+                out.restore(key, max(int(ttl), 0), payload, replace=True)
+                copied += 1
+            for reply in out.execute(raise_on_error=False):
+                if isinstance(reply, Exception):
+                    raise IntegrityError(
+                        f"RESTORE into db{db} of {dst.where} failed: {reply}",
+                        hint="the target Redis must be at least as new as the backed-up one",
+                    )
+            progress.update(len(keys))
+        return copied
     finally:
         source.close()
         target.close()

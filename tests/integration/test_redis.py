@@ -154,6 +154,18 @@ def test_restore_without_flush_keeps_other_keys_and_plan_changes_nothing(
     assert drift.code == 3 and "db5 keys: 54, expected 53" in drift.error
 
 
+def restore_over_a_precious_key(target: RedisServer, store: str) -> StepRun:
+    """``restore --flush --confirm`` into a target that holds one key that must survive a refused restore."""
+    for db in range(16):
+        target.client(db).flushdb()
+    target.client(0).set("precious", "still here")
+    return step(target, store, "restore", "--flush", "--confirm")
+
+
+def assert_untouched(target: RedisServer) -> None:
+    assert target.client(0).get("precious") == b"still here" and target.client(0).dbsize() == 1
+
+
 def test_corrupted_rdb_exits_3_and_leaves_target_untouched(
     source: RedisServer, target: RedisServer, tmp_path: Path
 ) -> None:
@@ -163,13 +175,10 @@ def test_corrupted_rdb_exits_3_and_leaves_target_untouched(
     catalog = Catalog(open_store(store), TENANT)
     manifest = catalog.read_manifest(backup.result["run_id"], "redis")
     corrupt_middle(tmp_path / "store" / catalog.object_key(manifest, manifest.objects[0]))
-    for db in range(16):
-        target.client(db).flushdb()
-    target.client(0).set("precious", "still here")
-    result = step(target, store, "restore", "--flush", "--confirm")
+    result = restore_over_a_precious_key(target, store)
     assert result.code == 3
     assert "corrupt" in result.error or "does not match its manifest" in result.error
-    assert target.client(0).get("precious") == b"still here" and target.client(0).dbsize() == 1
+    assert_untouched(target)
 
 
 def test_manifest_that_disagrees_with_its_rdb_stops_the_restore_before_the_target(
@@ -184,13 +193,10 @@ def test_manifest_that_disagrees_with_its_rdb_stops_the_restore_before_the_targe
     doc["fingerprints"]["databases"]["7"]["keys"] += 5  # the RDB holds 5 keys fewer than counted
     doc["fingerprints"]["stable"] = False  # counts read from the RDB are exact whatever happened meanwhile
     path.write_text(json.dumps(doc))
-    for db in range(16):
-        target.client(db).flushdb()
-    target.client(0).set("precious", "still here")
-    result = step(target, store, "restore", "--flush", "--confirm")
+    result = restore_over_a_precious_key(target, store)
     assert result.code == 3 and "does not hold what its manifest counted" in result.error
     assert "db7 keys: 53, expected 58" in result.error
-    assert target.client(0).get("precious") == b"still here" and target.client(0).dbsize() == 1
+    assert_untouched(target)
 
 
 def test_auth_errors_unreachable_and_missing_run(source: RedisServer, tmp_path: Path) -> None:
