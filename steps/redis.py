@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 import click
 import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from steps.rdb import RdbCounter, Unsupported
 from steps.runtime import (
@@ -53,6 +54,7 @@ RDB_NAME = "dump.rdb"
 MARK_LEN = 40
 RECV_SIZE = 1 << 20
 SCAN_BATCH = 1000
+COPY_BUDGET = 16 << 20  # bytes of DUMP payloads fetched per batch
 _AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "invalid password", "AUTH", "NOPERM", "invalid username")
 
 cli = component(COMPONENT, "Redis: RDB fetched over the replication protocol to the catalog; online restore.")
@@ -670,32 +672,164 @@ def ephemeral_server(rdb: Path, binary: str, timeout: float) -> Iterator[RedisTa
         proc.wait()
 
 
+# One call per SCAN batch on the ephemeral server (ours, so scripts are always allowed): key names,
+# PTTLs and DUMP payloads come back together. Once a batch holds COPY_BUDGET bytes of payloads the
+# rest of its keys come back as names only and are copied one at a time, so memory stays bounded
+# whatever the key sizes. Expired keys (DUMP is nil) are left out.
+_COPY_BATCH_LUA = """
+local res = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local budget = tonumber(ARGV[3])
+local used = 0
+local fetched = {}
+local deferred = {}
+for _, key in ipairs(res[2]) do
+  if used < budget then
+    local payload = redis.call('DUMP', key)
+    if payload then
+      fetched[#fetched + 1] = key
+      fetched[#fetched + 1] = redis.call('PTTL', key)
+      fetched[#fetched + 1] = payload
+      used = used + #payload
+    end
+  else
+    deferred[#deferred + 1] = key
+  end
+end
+return {res[1], fetched, deferred}
+"""
+
+RestoreArgs = tuple[str, bytes, int, bytes, str]
+
+
+def _restore_args(key: bytes, pttl: int, payload: bytes) -> RestoreArgs:
+    return ("RESTORE", key, max(int(pttl), 0), payload, "REPLACE")
+
+
+def restore_refused(message: str, reply: redis.ResponseError) -> StepError:
+    """The contract's error for a target that refused a RESTORE, with the fix for the usual reasons."""
+    if isinstance(reply, redis.exceptions.NoPermissionError):
+        return UsageError(
+            message, hint="the Redis user needs the restore and flushall commands (ACL +restore +flushall)"
+        )
+    if isinstance(reply, redis.exceptions.ReadOnlyError):
+        return UsageError(message, hint="--url points at a read-only replica; point it at the primary")
+    if isinstance(reply, redis.exceptions.OutOfMemoryError):
+        return IntegrityError(
+            message,
+            hint="the target reached its maxmemory: raise maxmemory or free memory, then restore with --flush",
+        )
+    return IntegrityError(message, hint="the target Redis must be at least as new as the backed-up one")
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError) and not isinstance(
+        exc, redis.AuthenticationError
+    )
+
+
+class _Restorer:
+    """``RESTORE ... REPLACE`` into one target database: packed batches on one connection, replies read later.
+
+    Skips redis-py's per-command pipeline bookkeeping, which cost more than the servers' work. A batch is
+    kept until its replies are in: a lost connection is re-opened and the batch re-sent (RESTORE REPLACE
+    is idempotent), a few times with backoff.
+    """
+
+    RETRY_ATTEMPTS = 4
+
+    def __init__(self, client: redis.Redis, db: int, where: str) -> None:
+        self.pool = client.connection_pool
+        self.conn: Any = self.pool.get_connection()
+        self.db, self.where = db, where
+        self.batch: list[RestoreArgs] = []
+        self.unsent = False
+
+    def _transmit(self) -> None:
+        self.unsent = True
+        self.conn.send_packed_command(self.conn.pack_commands(self.batch))
+        self.unsent = False
+
+    def send(self, commands: list[RestoreArgs]) -> None:
+        """Send a batch without waiting for its replies (a failed send is retried by :meth:`collect`)."""
+        self.batch = commands
+        if commands:
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                self._transmit()
+
+    def _replies(self) -> int:
+        if self.unsent:
+            self._transmit()
+        refused: redis.ResponseError | None = None
+        for _ in self.batch:
+            try:
+                self.conn.read_response()
+            except redis.ResponseError as exc:
+                refused = refused or exc
+        if refused is not None:
+            raise restore_refused(f"RESTORE into db{self.db} of {self.where} failed: {refused}", refused)
+        done, self.batch = len(self.batch), []
+        return done
+
+    def collect(self) -> int:
+        """Read the batch's replies; the first refusal becomes a step error once all are read."""
+        retrying = Retrying(
+            retry=retry_if_exception(_lost_connection),
+            stop=stop_after_attempt(self.RETRY_ATTEMPTS),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            before_sleep=self._lost,
+            reraise=True,
+        )
+        return retrying(self._replies)
+
+    def _lost(self, state: RetryCallState) -> None:
+        self.conn.disconnect()
+        self.unsent = True
+        error = state.outcome.exception() if state.outcome else None
+        get_logger().warning("connection to the target lost; re-sending the batch", db=self.db, error=str(error))
+
+    def close(self) -> None:
+        """Return the connection to the pool (dropped if replies are still unread)."""
+        if self.batch:
+            self.conn.disconnect()
+        self.pool.release(self.conn)
+
+
 def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progress) -> int:
-    """SCAN + PTTL/DUMP from ``src`` → RESTORE REPLACE into ``dst``, pipelined; return keys copied."""
+    """Copy every key of ``db`` from ``src`` (the ephemeral server) into ``dst``: DUMP → RESTORE REPLACE, TTLs kept.
+
+    Batch n+1 is fetched from the source while the target is still restoring batch n. Returns keys copied.
+    """
     source, target = src.client(db), dst.client(db)
+    script = source.register_script(_COPY_BATCH_LUA)
+    restorer = _Restorer(target, db, dst.where)
     copied = 0
+
+    def fetch(cursor: bytes) -> tuple[bytes, list[RestoreArgs], list[bytes]]:
+        next_cursor, fetched, deferred = script(keys=[], args=[cursor, SCAN_BATCH, COPY_BUDGET])
+        batch = [_restore_args(*fetched[i : i + 3]) for i in range(0, len(fetched), 3)]
+        return next_cursor, batch, deferred
+
     try:
-        for keys in scan_batches(source):
-            pipe = source.pipeline(transaction=False)
-            for key in keys:
+        cursor, batch, deferred = fetch(b"0")
+        while True:
+            restorer.send(batch)
+            following = None if cursor in (b"0", 0) else fetch(cursor)
+            done = restorer.collect()
+            for key in deferred:  # past the batch's byte budget: one key at a time
+                pipe = source.pipeline(transaction=False)
                 pipe.pttl(key)
                 pipe.dump(key)
-            replies = pipe.execute()
-            out = target.pipeline(transaction=False)
-            for key, ttl, payload in zip(keys, replies[0::2], replies[1::2], strict=True):
-                if payload is None:
-                    continue  # expired in the meantime
-                out.restore(key, max(int(ttl), 0), payload, replace=True)
-                copied += 1
-            for reply in out.execute(raise_on_error=False):
-                if isinstance(reply, Exception):
-                    raise IntegrityError(
-                        f"RESTORE into db{db} of {dst.where} failed: {reply}",
-                        hint="the target Redis must be at least as new as the backed-up one",
-                    )
-            progress.update(len(keys))
-        return copied
+                pttl, payload = pipe.execute()
+                if payload is not None:
+                    restorer.send([_restore_args(key, pttl, payload)])
+                    done += restorer.collect()
+            progress.update(done)
+            copied += done
+            if following is None:
+                return copied
+            cursor, batch, deferred = following
     finally:
+        restorer.close()
         source.close()
         target.close()
 
@@ -705,12 +839,13 @@ def stopped_part_way(
 ) -> StepError:
     """``exc`` (same exit code) restated with what the target now holds, database by database."""
     get_logger().error("restore stopped part-way", flushed=flushed, copied=done, partly=current, not_started=rest)
+    again = "re-run the restore (with --flush for an exact copy)"
     return type(exc)(
         f"restore into {target.where} stopped in db{current}: {exc.message}; the target "
         f"{'was flushed and ' if flushed else ''}holds a partial restore: copied "
         f"{', '.join(f'db{d}' for d in done) or 'none'}; db{current} partly copied; not started "
         f"{', '.join(f'db{d}' for d in rest) or 'none'}",
-        hint="re-run the restore (with --flush for an exact copy)",
+        hint=f"{exc.hint}; then {again}" if exc.hint else again,
     )
 
 
