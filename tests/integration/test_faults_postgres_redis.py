@@ -164,7 +164,8 @@ def test_redis_restore_survives_one_reset_mid_copy(seeded_redis: RedisServer, tm
     with FaultProxy(srv.port, FaultPlan(reset_after=256 * KIB, max_injected=1)) as proxy:
         restored = redis_step(srv, store, "restore", "--confirm", "--flush", url=proxy_url(proxy))
     assert proxy.injected == 1
-    assert restored.code == 0, restored.stdout  # the pipeline was re-sent (RESTORE REPLACE is idempotent)
+    assert restored.code == 0, restored.stdout  # the batch was re-sent (RESTORE REPLACE is idempotent)
+    assert "connection to the target lost; re-sending the batch" in restored.stderr
     assert redis_content(srv) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -236,3 +237,59 @@ def test_no_password_in_logs_or_process_arguments(source: RedisServer, target: R
         for run in (backup, restore):
             assert secret not in run.stdout + run.stderr
             assert all(secret not in json.dumps(line) for line in run.logs)
+
+
+def test_refused_restores_name_the_reason_and_the_fix(source: RedisServer, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    assert step(source, store, "backup").code == 0
+    config = "maxmemory 1200kb\nmaxmemory-policy noeviction\n"
+    with redis_server(password="small-Redis-pw-5e", config=config) as small:
+        # a target at its maxmemory answers RESTORE with OOM part-way: exit 3, what it holds, and the fix
+        full = step(small, store, "restore", "--flush", "--confirm")
+        assert full.code == 3, full.stdout
+        assert "\n" not in full.error and "used memory > 'maxmemory'" in full.error and "raise maxmemory" in full.error
+        assert "was flushed and holds a partial restore" in full.error
+        assert sum(small.client(db).dbsize() for db in range(16)) > 0
+
+        # a user without RESTORE permission: exit 2 (not retried), the ACL named, nothing written
+        small.client().config_set("maxmemory", "0")
+        small.client().flushall()
+        small.client().acl_setuser(
+            "reader", enabled=True, passwords=["+reader-Pw-8c"], keys=["*"], commands=["+@all", "-restore"]
+        )
+        url = f"redis://reader@127.0.0.1:{small.port}"
+        denied = run_step(
+            "redis",
+            ["restore", "--tenant", TENANT, "--store", store, "--url", url, "--confirm"],
+            env={"REDIS_PASSWORD": "reader-Pw-8c"},
+        )
+        assert denied.code == 2, denied.stdout
+        assert (
+            "no permissions to run the 'restore' command" in denied.error
+            and "ACL +restore" in denied.error
+            and "\n" not in denied.error
+        )
+        assert sum(small.client(db).dbsize() for db in range(16)) == 0
+
+
+def test_restore_of_large_keys_keeps_memory_bounded(tmp_path: Path) -> None:
+    """320 MiB in one SCAN batch: payloads are fetched about 16 MiB at a time, not the whole batch at once."""
+    store = f"file://{tmp_path / 'store'}"
+    digests: dict[bytes, str] = {}
+    with redis_server(password="large-Redis-pw-2d") as large, redis_server(password="large-target-pw-9a") as dst:
+        r = large.client(2)
+        for i in range(40):
+            value = os.urandom(8 << 20)  # incompressible: the DUMP payload is as large as the value
+            r.set(f"blob:{i}", value, px=3_600_000 if i % 2 else None)
+            digests[f"blob:{i}".encode()] = hashlib.sha256(value).hexdigest()
+        r.set("small", "after the blobs")
+        backup = step(large, store, "backup", "--no-bgsave")
+        assert backup.code == 0, backup.stdout
+        restored = step(dst, store, "restore", "--confirm")
+        assert restored.code == 0, restored.stdout
+        assert restored.result["copied"] == {"2": 41}
+        assert restored.peak_rss_mb < 200, restored.peak_rss_mb
+        t = dst.client(2)
+        assert {key: hashlib.sha256(t.get(key) or b"").hexdigest() for key in digests} == digests
+        assert t.get("small") == b"after the blobs"
+        assert t.pttl("blob:1") > 3_500_000 and t.pttl("blob:2") == -1
