@@ -46,7 +46,7 @@ from steps.runtime import (
 from steps.storage.catalog import Catalog, new_run_id
 from steps.storage.manifest import ComponentManifest, ObjectRecord, utcnow
 from steps.storage.options import catalog_options
-from steps.storage.stream import download_verified, iter_verified, verify
+from steps.storage.stream import download_verified, ensure_space, iter_verified, verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 COMPONENT = "postgres"
@@ -757,12 +757,8 @@ def restore(
         local: dict[str, Path | None] = {}
         if jobs > 1:
             need = sum(records[d].raw_size or 0 for d in names)
-            free = shutil.disk_usage(work).free
-            if need > free:
-                raise IntegrityError(
-                    f"verified dumps need {need} bytes in {work}, only {free} are free",
-                    hint="use --jobs 1 (streams, no local copy) or a larger --work-dir",
-                )
+            hint = "use --jobs 1 (streams, no local copy) or a larger --work-dir"
+            ensure_space(work, need, "verified dumps", hint)
         for d in names:
             key = catalog.object_key(manifest, records[d])
             with Progress(f"verify {d}", records[d].raw_size) as progress:

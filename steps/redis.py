@@ -46,7 +46,7 @@ from steps.runtime.log import register_secret
 from steps.storage.catalog import Catalog, new_run_id
 from steps.storage.manifest import ComponentManifest, utcnow
 from steps.storage.options import catalog_options
-from steps.storage.stream import download_verified, verify
+from steps.storage.stream import download_verified, ensure_space, verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 COMPONENT = "redis"
@@ -910,6 +910,7 @@ def restore(
         return {"dry_run": True, "plan": plan}
     work = Path(tempfile.mkdtemp(prefix="tdr-redis-", dir=work_dir))
     try:
+        ensure_space(work, record.raw_size or 0, "the verified RDB", "point --work-dir at a larger volume")
         with Progress("download rdb", record.raw_size) as progress:
             rdb = download_verified(catalog.store, key, record, work / RDB_NAME, progress=progress)
         with ephemeral_server(rdb, redis_server_bin, timeout) as source:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -153,6 +155,13 @@ def verify(store: ObjectStore, key: str, record: ObjectRecord, *, progress: Prog
         pass
 
 
+def ensure_space(directory: Path, need: int, what: str, hint: str) -> None:
+    """Refuse up front (exit 3) when ``directory`` has fewer than ``need`` bytes free."""
+    free = shutil.disk_usage(directory).free
+    if need > free:
+        raise IntegrityError(f"{what} need {need} bytes in {directory}, only {free} are free", hint=hint)
+
+
 def download_verified(
     store: ObjectStore, key: str, record: ObjectRecord, dest: Path, *, progress: Progress | None = None
 ) -> Path:
@@ -163,8 +172,13 @@ def download_verified(
             for chunk in iter_verified(store, key, record, progress=progress):
                 fh.write(chunk)
         tmp.replace(dest)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise IntegrityError(
+                f"no space left in {dest.parent} while writing {record.name} ({record.raw_size} bytes)",
+                hint="free space there or point --work-dir at a larger volume",
+            ) from exc
         raise
     return dest
 
