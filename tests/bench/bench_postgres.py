@@ -9,7 +9,10 @@ the same endpoint, and vs ``pg_dump -Fc -Z0 > /dev/null`` (the producer bound). 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +95,23 @@ def measure(pg: PostgresServer, s3: Any, scale: int, reps: int, work: Path) -> d
     return res
 
 
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[Path, PostgresServer, Any]]:
+    """A scratch dir, a PostgreSQL server and moto S3 (as ``AWS_ENDPOINT_URL``) for one benchmark run."""
+    with tempfile.TemporaryDirectory(prefix="tdr-bench-") as tmp, postgres_server() as pg, s3_server() as s3:
+        os.environ["AWS_ENDPOINT_URL"] = s3.endpoint
+        yield Path(tmp), pg, s3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=50)
     parser.add_argument("--small-scale", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tdr-bench-") as tmp, postgres_server() as pg, s3_server() as s3:
-        import os
-
-        os.environ["AWS_ENDPOINT_URL"] = s3.endpoint
-        small = measure(pg, s3, args.small_scale, 1, Path(tmp))
-        big = measure(pg, s3, args.scale, args.reps, Path(tmp))
+    with servers() as (tmp, pg, s3):
+        small = measure(pg, s3, args.small_scale, 1, tmp)
+        big = measure(pg, s3, args.scale, args.reps, tmp)
     report("postgres", {"reps": args.reps, "small": small, "large": big})
 
 

@@ -10,14 +10,13 @@ baseline, as in ``bench_postgres.py``.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from _common import median, report, shell, timed  # type: ignore[import-not-found]
-from bench_postgres import ours  # type: ignore[import-not-found]
+from bench_postgres import ours, servers  # type: ignore[import-not-found]
 
-from tests.harness import PostgresServer, pg_bin, postgres_server, s3_server
+from tests.harness import PostgresServer, pg_bin
 
 DB = "wide"
 
@@ -85,11 +84,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=250_000)
     parser.add_argument("--reps", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tdr-bench-") as tmp, postgres_server() as pg, s3_server() as s3:
-        import os
-
-        os.environ["AWS_ENDPOINT_URL"] = s3.endpoint
-        result = measure(pg, s3, args.tables, args.rows, args.reps, Path(tmp))
+    with servers() as (tmp, pg, s3):
+        result = measure(pg, s3, args.tables, args.rows, args.reps, tmp)
     report("postgres_jobs", {"reps": args.reps, **result})
 
 
