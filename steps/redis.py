@@ -259,6 +259,31 @@ def loaded_counts(rdb: Path, source: RedisTarget) -> dict[str, dict[str, Any]]:
     return type_counts(source, sorted(live, key=int))
 
 
+def highest_db(expected: dict[str, Any]) -> int:
+    """The highest database index that holds keys in a manifest's per-database counts."""
+    return max((int(db) for db, v in expected.items() if v.get("keys")), default=0)
+
+
+def check_databases(target: RedisTarget, expected: dict[str, Any]) -> None:
+    """Refuse (exit 3) a target that cannot ``SELECT`` every database the backup holds keys in.
+
+    Probed with ``SELECT`` rather than ``CONFIG GET databases``, which managed services often refuse.
+    """
+    highest = highest_db(expected)
+    probe = target.client(highest)
+    try:
+        probe.ping()
+    except redis.ResponseError as exc:
+        if "out of range" not in str(exc):
+            raise
+        raise IntegrityError(
+            f"Redis at {target.where} cannot select db{highest}, which the backup holds keys in: {exc}",
+            hint=f"set 'databases {highest + 1}' (or more) in the target's configuration; Redis Cluster has only db0",
+        ) from exc
+    finally:
+        probe.close()
+
+
 def diff_counts(expected: dict[str, Any], live: dict[str, Any], *, at_least: bool = False) -> list[str]:
     """Differences in DBSIZE and per-type counts (``at_least``: live may hold more)."""
     problems: list[str] = []
@@ -616,8 +641,8 @@ def backup(
 
 
 @contextlib.contextmanager
-def ephemeral_server(rdb: Path, binary: str, timeout: float) -> Iterator[RedisTarget]:
-    """A local ``redis-server`` that loads ``rdb`` (password only in its config file, ``appendonly no``)."""
+def ephemeral_server(rdb: Path, binary: str, timeout: float, databases: int) -> Iterator[RedisTarget]:
+    """A local ``redis-server`` with ``databases`` (at least 16) that loads ``rdb``; password only in its config."""
     found = shutil.which(binary)
     if not found:
         raise UsageError(f"{binary} not found", hint="the step image needs redis-server (or pass --redis-server)")
@@ -640,7 +665,7 @@ def ephemeral_server(rdb: Path, binary: str, timeout: float) -> Iterator[RedisTa
                 'save ""',
                 "daemonize no",
                 "protected-mode yes",
-                "databases 16",
+                f"databases {max(16, databases)}",
                 f"requirepass {password}",
             ]
         )
@@ -890,11 +915,12 @@ def restore(
     if record is None:
         raise IntegrityError(f"redis manifest of run {resolved} names no RDB", hint="use another run")
     target = make_target(url, password_file, timeout)
+    expected = manifest.fingerprints.get("databases", {})
     with translated(target, "restore"):
         client = target.client()
         client.ping()
         prior = keyspace(client)
-    expected = manifest.fingerprints.get("databases", {})
+        check_databases(target, expected)
     plan = {
         "run_id": resolved,
         "target": target.where,
@@ -913,7 +939,7 @@ def restore(
         ensure_space(work, record.raw_size or 0, "the verified RDB", "point --work-dir at a larger volume")
         with Progress("download rdb", record.raw_size) as progress:
             rdb = download_verified(catalog.store, key, record, work / RDB_NAME, progress=progress)
-        with ephemeral_server(rdb, redis_server_bin, timeout) as source:
+        with ephemeral_server(rdb, redis_server_bin, timeout, highest_db(expected) + 1) as source:
             loaded = loaded_counts(rdb, source)
             mismatch = diff_counts(expected, loaded)
             # counts read from the RDB describe it exactly; SCAN counts only when no key changed meanwhile
@@ -972,6 +998,7 @@ def verify_counts(
     expected = {db: {"keys": v["keys"], "types": v["types"]} for db, v in expected.items()}
     target = make_target(url, password_file, timeout)
     with translated(target, "verify"):
+        check_databases(target, expected)
         live = type_counts(target, sorted(set(expected) | set(keyspace(target.client())), key=int))
     problems = diff_counts(expected, live)
     if problems:

@@ -293,3 +293,32 @@ def test_restore_of_large_keys_keeps_memory_bounded(tmp_path: Path) -> None:
         assert {key: hashlib.sha256(t.get(key) or b"").hexdigest() for key in digests} == digests
         assert t.get("small") == b"after the blobs"
         assert t.pttl("blob:1") > 3_500_000 and t.pttl("blob:2") == -1
+
+
+def test_database_count_is_checked_before_the_target_is_touched(source: RedisServer, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    assert step(source, store, "backup").code == 0  # keys in all 16 databases
+    with redis_server(password="four-dbs-Redis-pw-1", config="databases 4\n") as four:
+        four.client(1).set("precious", "still here")
+        for args in (["restore"], ["restore", "--flush", "--confirm"], ["verify"]):
+            refused = step(four, store, *args)
+            assert refused.code == 3, refused.stdout
+            assert "cannot select db15, which the backup holds keys in" in refused.error
+            assert "set 'databases 16'" in refused.error and "\n" not in refused.error
+        assert four.client(1).get("precious") == b"still here"  # not flushed
+        assert [four.client(db).dbsize() for db in range(4)] == [0, 1, 0, 0]  # nothing restored
+
+    # more than 16 databases: the step's own server is started with enough of them
+    with (
+        redis_server(password="many-dbs-Redis-pw-2", config="databases 32\n") as many,
+        redis_server(password="many-dbs-target-pw-3", config="databases 32\n") as many_target,
+    ):
+        many.client(20).set("in-db20", "twenty", ex=3600)
+        many.client(0).set("in-db0", "zero")
+        store = f"file://{tmp_path / 'many'}"
+        assert step(many, store, "backup").code == 0
+        restored = step(many_target, store, "restore", "--confirm")
+        assert restored.code == 0, restored.stdout
+        assert many_target.client(20).get("in-db20") == b"twenty" and many_target.client(20).ttl("in-db20") > 3500
+        assert many_target.client(0).get("in-db0") == b"zero"
+        assert step(many_target, store, "verify").code == 0
