@@ -819,6 +819,45 @@ class _Restorer:
         self.pool.release(self.conn)
 
 
+def probe_restore(source: RedisTarget, target: RedisTarget, loaded: dict[str, Any]) -> None:
+    """RESTORE one small key of the backup into the target under a throwaway name, before any flush.
+
+    What would otherwise stop the copy after ``--flush`` has emptied the target is refused here with
+    nothing changed: an older target (payload version), a user without ``restore``, a read-only
+    replica, a target already at its ``maxmemory``. The probe key (the sampled key's name plus
+    ``:tenant-dr-restore-probe:<hex>``, so key-pattern ACLs treat it alike) expires after 60 s if its
+    ``DEL`` is lost.
+    """
+    db = next((int(d) for d, v in loaded.items() if v.get("keys")), None)
+    if db is None:
+        return
+    src, dst = source.client(db), target.client(db)
+    try:
+        keys = next(scan_batches(src), [])
+        pipe = src.pipeline(transaction=False)
+        for key in keys:
+            pipe.memory_usage(key)
+        sizes = {key: size for key, size in zip(keys, pipe.execute(), strict=True) if size is not None}
+        if not sizes:
+            return  # expired since loading
+        key = min(sizes, key=sizes.__getitem__)
+        payload = src.dump(key)
+        if payload is None:
+            return  # expired since loading
+        name = key if isinstance(key, bytes) else key.encode()
+        probe = name + b":tenant-dr-restore-probe:" + secrets.token_hex(8).encode()
+        try:
+            dst.restore(probe, 60_000, payload)
+        except redis.ResponseError as exc:
+            raise restore_refused(
+                f"RESTORE of a probe key into db{db} of {target.where} failed, nothing flushed or restored: {exc}", exc
+            ) from exc
+        dst.delete(probe)
+    finally:
+        src.close()
+        dst.close()
+
+
 def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progress) -> int:
     """Copy every key of ``db`` from ``src`` (the ephemeral server) into ``dst``: DUMP → RESTORE REPLACE, TTLs kept.
 
@@ -953,6 +992,7 @@ def restore(
                 catalog.record_once(operation, "redis-prior", plan)
             t0 = time.monotonic()
             with translated(target, "restore"):
+                probe_restore(source, target, loaded)
                 if flush:
                     client.flushall()
                     log.info("target flushed", target=target.where)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -251,25 +252,39 @@ def test_refused_restores_name_the_reason_and_the_fix(source: RedisServer, tmp_p
         assert "was flushed and holds a partial restore" in full.error
         assert sum(small.client(db).dbsize() for db in range(16)) > 0
 
-        # a user without RESTORE permission: exit 2 (not retried), the ACL named, nothing written
+        # a user without RESTORE permission: exit 2 (not retried), the ACL named, and --flush has not run:
+        # a probe key is restored before anything is flushed
         small.client().config_set("maxmemory", "0")
         small.client().flushall()
+        small.client(5).set("precious", "still here")
         small.client().acl_setuser(
             "reader", enabled=True, passwords=["+reader-Pw-8c"], keys=["*"], commands=["+@all", "-restore"]
         )
         url = f"redis://reader@127.0.0.1:{small.port}"
         denied = run_step(
             "redis",
-            ["restore", "--tenant", TENANT, "--store", store, "--url", url, "--confirm"],
+            ["restore", "--tenant", TENANT, "--store", store, "--url", url, "--flush", "--confirm"],
             env={"REDIS_PASSWORD": "reader-Pw-8c"},
         )
         assert denied.code == 2, denied.stdout
-        assert (
-            "no permissions to run the 'restore' command" in denied.error
-            and "ACL +restore" in denied.error
-            and "\n" not in denied.error
-        )
-        assert sum(small.client(db).dbsize() for db in range(16)) == 0
+        assert "RESTORE of a probe key into db0" in denied.error and "nothing flushed or restored" in denied.error
+        assert "no permissions to run the 'restore' command" in denied.error and "ACL +restore" in denied.error
+        assert "\n" not in denied.error
+        assert small.client(5).get("precious") == b"still here"
+        assert sum(small.client(db).dbsize() for db in range(16)) == 1
+
+    # a read-only replica: exit 2 naming the fix, not flushed (FLUSHALL there was a retried exit 1)
+    config = f"replicaof 127.0.0.1 {source.port}\nmasterauth {source.password}\n"
+    with redis_server(password="replica-Redis-pw-4a", config=config) as replica:
+        deadline = time.monotonic() + 30
+        while replica.client().info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica did not sync"
+            time.sleep(0.1)
+        synced = [replica.client(db).dbsize() for db in range(16)]
+        on_replica = step(replica, store, "restore", "--flush", "--confirm")
+        assert on_replica.code == 2, on_replica.stdout
+        assert "read only replica" in on_replica.error and "point it at the primary" in on_replica.error
+        assert [replica.client(db).dbsize() for db in range(16)] == synced and sum(synced) > 0
 
 
 def test_restore_of_large_keys_keeps_memory_bounded(tmp_path: Path) -> None:
