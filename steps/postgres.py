@@ -441,6 +441,7 @@ def dump_database(
         conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         snapshot = str(query(conn, "SELECT pg_export_snapshot()")[0][0])
         size = int(query(conn, "SELECT pg_database_size(current_database())")[0][0])
+        extensions = {str(n): str(v) for n, v in query(conn, "SELECT extname, extversion FROM pg_extension ORDER BY 1")}
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-count") as pool:
             counting = pool.submit(database_fingerprint, conn, exact_max_bytes)
@@ -457,7 +458,7 @@ def dump_database(
                     name,
                     producer,
                     size_hint=size,
-                    meta={"kind": "database", "database": db, "database_size": size},
+                    meta={"kind": "database", "database": db, "database_size": size, "extensions": extensions},
                 )
             finally:
                 dumped = time.monotonic()
@@ -666,6 +667,45 @@ def restore_database(
         query(conn, "ANALYZE")
 
 
+def preflight(
+    conn: Any, target: PgTarget, manifest: ComponentManifest, records: dict[str, ObjectRecord], version_num: int
+) -> None:
+    """Refuse, before anything is dropped, a restore that would fail after the drop.
+
+    pg_restore creates each database after the old one is gone, so a server that is older than the
+    backed-up one, a user who cannot create databases, or an extension the server does not have would
+    otherwise leave the tenant without that database.
+    """
+    source_num = int(manifest.source.get("server_version_num", 0))
+    if version_num // 10000 < source_num // 10000:
+        raise IntegrityError(
+            f"the target {target.where} runs PostgreSQL {version_num // 10000}, older than the backed-up "
+            f"server ({manifest.source.get('server_version')}); its dumps are not guaranteed to load there",
+            hint=f"restore into PostgreSQL {source_num // 10000} or newer",
+        )
+    user, can_create = query(
+        conn, "SELECT rolname, rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+    )[0]
+    if not can_create:
+        raise UsageError(
+            f"user {user!r} at {target.where} cannot create databases, "
+            "and each restored database is dropped and created again",
+            hint="connect as a superuser or a role with CREATEDB (and CREATEROLE for the roles)",
+        )
+    available = {str(r[0]) for r in query(conn, "SELECT name FROM pg_available_extensions")}
+    missing = {
+        db: sorted(set(record.meta.get("extensions", {})) - available)
+        for db, record in records.items()
+        if set(record.meta.get("extensions", {})) - available
+    }
+    if missing:
+        listed = "; ".join(f"{db}: {', '.join(names)}" for db, names in sorted(missing.items()))
+        raise IntegrityError(
+            f"the target {target.where} lacks extensions the backed-up databases use ({listed})",
+            hint="install their packages on the target server (see pg_available_extensions) and restore again",
+        )
+
+
 def database_records(manifest: ComponentManifest) -> dict[str, ObjectRecord]:
     """Database name → its dump object in ``manifest``."""
     return {str(o.meta["database"]): o for o in manifest.objects if o.meta.get("kind") == "database"}
@@ -733,6 +773,7 @@ def restore(
         existing_roles = {r[0] for r in query(conn, "SELECT rolname FROM pg_roles")}
         current_user = str(query(conn, "SELECT current_user")[0][0])
         sizes = {d: int(query(conn, "SELECT pg_database_size(%s)", (d,))[0][0]) for d in names if d in present}
+        preflight(conn, target, manifest, {d: records[d] for d in names}, version_num)
     # Verify before destroy: the globals now, the dumps below (all of them before any change).
     globals_sql = b"".join(iter_verified(catalog.store, catalog.object_key(manifest, globals_record), globals_record))
     keep = (existing_roles if keep_target_passwords else set()) | {current_user}

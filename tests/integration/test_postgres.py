@@ -273,6 +273,49 @@ def test_wrong_password_and_unreachable_host(seeded: PostgresServer, tmp_path: P
     assert "cannot reach PostgreSQL" in unreachable.error and "\n" not in unreachable.error
 
 
+def test_restores_that_would_fail_after_the_drop_are_refused_before_it(seeded: PostgresServer, tmp_path: Path) -> None:
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    backup = step(pg, store, "backup", "--databases", "app,aux")
+    assert backup.code == 0
+    catalog = catalog_of(store)
+    manifest = catalog.read_manifest(backup.result["run_id"], "postgres")
+    app = next(o for o in manifest.objects if o.meta.get("database") == "app")
+    assert {"hstore", "plpgsql"} <= set(app.meta["extensions"])  # recorded at backup time
+    pg.psql("UPDATE notes SET body = 'changed' WHERE id = 1", "aux")
+    before = {db: table_checksums(pg, db) for db in ("app", "aux")}
+
+    # a role that owns the database but cannot create databases: exit 2 before aux is dropped
+    pg.psql("CREATE ROLE restorer LOGIN CREATEROLE PASSWORD 'restorer-Pw-77'; ALTER DATABASE aux OWNER TO restorer")
+    try:
+        args = ["--tenant", TENANT, "--store", store, "--host", pg.host, "--port", str(pg.port), "--user", "restorer"]
+        limited = run_step(
+            "postgres", ["restore", *args, "--databases", "aux", "--confirm"], env={"PGPASSWORD": "restorer-Pw-77"}
+        )
+        assert limited.code == 2, limited.stdout
+        assert "user 'restorer'" in limited.error and "cannot create databases" in limited.error
+        assert "CREATEDB" in limited.error and "\n" not in limited.error
+    finally:
+        pg.psql("ALTER DATABASE aux OWNER TO postgres; DROP ROLE restorer")
+    assert {db: table_checksums(pg, db) for db in ("app", "aux")} == before
+
+    # an extension the target server lacks, or an older target server: exit 3, with or without --confirm
+    path = Path(store.removeprefix("file://")) / catalog.manifest_key(backup.result["run_id"], "postgres")
+    original = path.read_text()
+    doc = json.loads(original)
+    next(o for o in doc["objects"] if o["meta"].get("database") == "app")["meta"]["extensions"]["tdr_nowhere"] = "1.0"
+    path.write_text(json.dumps(doc))
+    for args in (["restore"], ["restore", "--confirm"]):
+        lacking = step(pg, store, *args)
+        assert lacking.code == 3, lacking.stdout
+        assert "lacks extensions the backed-up databases use (app: tdr_nowhere)" in lacking.error
+    doc = json.loads(original)
+    doc["source"]["server_version_num"], doc["source"]["server_version"] = 990000, "99.0"
+    path.write_text(json.dumps(doc))
+    newer = step(pg, store, "restore", "--confirm")
+    assert newer.code == 3 and "runs PostgreSQL 15, older than the backed-up server (99.0)" in newer.error
+    assert {db: table_checksums(pg, db) for db in ("app", "aux")} == before
+
+
 def test_restore_of_missing_run_names_available_runs(seeded: PostgresServer, tmp_path: Path) -> None:
     store = f"file://{tmp_path / 'store'}"
     backup = step(seeded, store, "backup", "--databases", "aux")
