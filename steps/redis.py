@@ -858,6 +858,33 @@ def probe_restore(source: RedisTarget, target: RedisTarget, loaded: dict[str, An
         dst.close()
 
 
+def check_room(source: RedisTarget, target: RedisTarget) -> None:
+    """Refuse (exit 3) a ``--flush`` restore whose data cannot fit under the target's ``maxmemory``, before the flush.
+
+    The need is the ephemeral server's ``used_memory_dataset``; the room is ``maxmemory`` minus what
+    the target uses apart from its own dataset (which the flush frees). Otherwise the copy would stop
+    part-way on OOM, or, under an eviction policy, evict restored keys, with the target already flushed.
+    """
+    src, dst = source.client(), target.client()
+    try:
+        theirs = dst.info("memory")
+        limit = int(theirs.get("maxmemory", 0))
+        if not limit:
+            return
+        needed = int(src.info("memory")["used_memory_dataset"])
+        room = limit - (int(theirs["used_memory"]) - int(theirs["used_memory_dataset"]))
+        if needed > room:
+            raise IntegrityError(
+                f"the backup's data takes about {needed} bytes in Redis, more than the {max(room, 0)} bytes the "
+                f"target {target.where} would have under its maxmemory ({limit}) after --flush; "
+                "nothing was flushed or restored",
+                hint="raise the target's maxmemory or use a larger instance, then restore again",
+            )
+    finally:
+        src.close()
+        dst.close()
+
+
 def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progress) -> int:
     """Copy every key of ``db`` from ``src`` (the ephemeral server) into ``dst``: DUMP → RESTORE REPLACE, TTLs kept.
 
@@ -994,6 +1021,7 @@ def restore(
             with translated(target, "restore"):
                 probe_restore(source, target, loaded)
                 if flush:
+                    check_room(source, target)
                     client.flushall()
                     log.info("target flushed", target=target.where)
                 total = sum(v["keys"] for v in loaded.values())

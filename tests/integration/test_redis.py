@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -245,12 +246,22 @@ def test_refused_restores_name_the_reason_and_the_fix(source: RedisServer, tmp_p
     assert step(source, store, "backup").code == 0
     config = "maxmemory 1200kb\nmaxmemory-policy noeviction\n"
     with redis_server(password="small-Redis-pw-5e", config=config) as small:
-        # a target at its maxmemory answers RESTORE with OOM part-way: exit 3, what it holds, and the fix
-        full = step(small, store, "restore", "--flush", "--confirm")
-        assert full.code == 3, full.stdout
-        assert "\n" not in full.error and "used memory > 'maxmemory'" in full.error and "raise maxmemory" in full.error
-        assert "was flushed and holds a partial restore" in full.error
-        assert sum(small.client(db).dbsize() for db in range(16)) > 0
+        # the backup's data cannot fit under the target's maxmemory: exit 3 before --flush empties it
+        small.client(5).set("precious", "still here")
+        too_small = step(small, store, "restore", "--flush", "--confirm")
+        assert too_small.code == 3, too_small.stdout
+        assert "more than the" in too_small.error and "under its maxmemory (1228800) after --flush" in too_small.error
+        assert (
+            "nothing was flushed or restored" in too_small.error and "raise the target's maxmemory" in too_small.error
+        )
+        assert small.client(5).get("precious") == b"still here"
+
+        # already at its maxmemory: the probe key is refused with OOM, before the flush
+        small.client().config_set("maxmemory", "1")
+        at_limit = step(small, store, "restore", "--flush", "--confirm")
+        assert at_limit.code == 3, at_limit.stdout
+        assert "RESTORE of a probe key" in at_limit.error and "used memory > 'maxmemory'" in at_limit.error
+        assert small.client(5).get("precious") == b"still here"
 
         # a user without RESTORE permission: exit 2 (not retried), the ACL named, and --flush has not run:
         # a probe key is restored before anything is flushed
@@ -285,6 +296,33 @@ def test_refused_restores_name_the_reason_and_the_fix(source: RedisServer, tmp_p
         assert on_replica.code == 2, on_replica.stdout
         assert "read only replica" in on_replica.error and "point it at the primary" in on_replica.error
         assert [replica.client(db).dbsize() for db in range(16)] == synced and sum(synced) > 0
+
+
+def test_target_filling_up_mid_copy_stops_with_what_it_holds(tmp_path: Path) -> None:
+    """OOM during the copy (the limit lowered once the copy has started): exit 3 naming the partial target."""
+    store = f"file://{tmp_path / 'store'}"
+    with (
+        redis_server(password="big-src-Redis-pw-6", config="enable-debug-command yes\n") as big,
+        redis_server(password="shrinking-Redis-pw-7") as shrinking,
+    ):
+        big.client().execute_command("DEBUG", "POPULATE", 200_000, "k", 64)
+        assert step(big, store, "backup", "--no-bgsave").code == 0
+        watched = shrinking.client()
+
+        def lower_the_limit_once_copying() -> None:
+            deadline = time.monotonic() + 60
+            while watched.dbsize() < 1000 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            watched.config_set("maxmemory", int(watched.info("memory")["used_memory"]) + 65536)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            lowering = pool.submit(lower_the_limit_once_copying)
+            broken = step(shrinking, store, "restore", "--flush", "--confirm")
+            lowering.result()
+        assert broken.code == 3, broken.stdout
+        assert "RESTORE into db0" in broken.error and "used memory > 'maxmemory'" in broken.error
+        assert "was flushed and holds a partial restore" in broken.error and "raise maxmemory" in broken.error
+        assert 1000 <= watched.dbsize() < 200_000
 
 
 def test_restore_of_large_keys_keeps_memory_bounded(tmp_path: Path) -> None:
