@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -229,6 +230,46 @@ def server_version(conn: Any) -> tuple[int, str]:
     return int(rows[0][0]), str(rows[0][1])
 
 
+def database_locale(conn: Any) -> dict[str, str]:
+    """Encoding, collation, ctype and locale provider of the connection's database (what CREATE DATABASE needs)."""
+    version = server_version(conn)[0]
+    provider = "datlocprovider" if version >= 150000 else "'c'"
+    icu = "datlocale" if version >= 170000 else "daticulocale" if version >= 150000 else "NULL"
+    row = query(
+        conn,
+        f"SELECT pg_encoding_to_char(encoding), datcollate, datctype, {provider}, coalesce({icu}, '')"
+        " FROM pg_database WHERE datname = current_database()",
+    )[0]
+    return dict(zip(("encoding", "collate", "ctype", "provider", "provider_locale"), map(str, row), strict=True))
+
+
+def can_create_like(conn: Any, locale: dict[str, str], version_num: int) -> str | None:
+    """Create (and drop) a throwaway database with ``locale``; the server's refusal, or None if it worked."""
+    probe = sql.Identifier(f"tenant_dr_probe_{secrets.token_hex(6)}")
+    parts = [
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            probe, sql.Literal(locale["encoding"]), sql.Literal(locale["collate"]), sql.Literal(locale["ctype"])
+        )
+    ]
+    providers = {"c": "libc", "i": "icu", "b": "builtin"}
+    provider = providers.get(locale.get("provider", "c"), "libc")
+    if provider != "libc":
+        if version_num < 150000:
+            return f"PostgreSQL {version_num // 10000} has no {provider} locale provider"
+        keyword = "ICU_LOCALE" if provider == "icu" else "BUILTIN_LOCALE"
+        parts.append(
+            sql.SQL("LOCALE_PROVIDER {} {} {}").format(
+                sql.SQL(provider), sql.SQL(keyword), sql.Literal(locale.get("provider_locale", ""))
+            )
+        )
+    try:
+        query(conn, sql.SQL(" ").join(parts))
+    except psycopg2.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    query(conn, sql.SQL("DROP DATABASE {}").format(probe))
+    return None
+
+
 class Producer:
     """A child process whose stdout is streamed; stderr is drained in a thread (no pipe deadlock)."""
 
@@ -442,6 +483,7 @@ def dump_database(
         snapshot = str(query(conn, "SELECT pg_export_snapshot()")[0][0])
         size = int(query(conn, "SELECT pg_database_size(current_database())")[0][0])
         extensions = {str(n): str(v) for n, v in query(conn, "SELECT extname, extversion FROM pg_extension ORDER BY 1")}
+        locale = database_locale(conn)
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-count") as pool:
             counting = pool.submit(database_fingerprint, conn, exact_max_bytes)
@@ -458,7 +500,13 @@ def dump_database(
                     name,
                     producer,
                     size_hint=size,
-                    meta={"kind": "database", "database": db, "database_size": size, "extensions": extensions},
+                    meta={
+                        "kind": "database",
+                        "database": db,
+                        "database_size": size,
+                        "extensions": extensions,
+                        "locale": locale,
+                    },
                 )
             finally:
                 dumped = time.monotonic()
@@ -692,6 +740,17 @@ def preflight(
             "and each restored database is dropped and created again",
             hint="connect as a superuser or a role with CREATEDB (and CREATEROLE for the roles)",
         )
+    for db, record in sorted(records.items()):
+        locale = record.meta.get("locale")
+        if not locale:
+            continue  # backed up before locales were recorded
+        refusal = can_create_like(conn, locale, version_num)
+        if refusal:
+            raise IntegrityError(
+                f"the target {target.where} cannot create database {db!r} as it was backed up "
+                f"(encoding {locale['encoding']}, collation {locale['collate']}): {refusal}",
+                hint="install that locale on the target server's OS (or use a server image that has it)",
+            )
     available = {str(r[0]) for r in query(conn, "SELECT name FROM pg_available_extensions")}
     missing = {
         db: sorted(set(record.meta.get("extensions", {})) - available)

@@ -313,7 +313,22 @@ def test_restores_that_would_fail_after_the_drop_are_refused_before_it(seeded: P
     path.write_text(json.dumps(doc))
     newer = step(pg, store, "restore", "--confirm")
     assert newer.code == 3 and "runs PostgreSQL 15, older than the backed-up server (99.0)" in newer.error
+
+    # a collation the target's OS lacks: a throwaway CREATE DATABASE finds out, before the drop
+    assert app.meta["locale"]["encoding"] == "UTF8" and app.meta["locale"]["collate"]  # recorded at backup
+    doc = json.loads(original)
+    next(o for o in doc["objects"] if o["meta"].get("database") == "aux")["meta"]["locale"]["collate"] = "xx_NOWHERE"
+    path.write_text(json.dumps(doc))
+    lost = step(pg, store, "restore", "--databases", "aux", "--confirm")
+    assert lost.code == 3, lost.stdout
+    assert "cannot create database 'aux' as it was backed up (encoding UTF8, collation xx_NOWHERE)" in lost.error
+    assert "install that locale" in lost.error and "\n" not in lost.error
     assert {db: table_checksums(pg, db) for db in ("app", "aux")} == before
+    assert not pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'tenant_dr_probe_%'")
+
+    path.write_text(original)  # the probe passes for the real locale, and leaves nothing behind
+    assert step(pg, store, "restore", "--databases", "aux", "--confirm").code == 0
+    assert not pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'tenant_dr_probe_%'")
 
 
 def test_restore_of_missing_run_names_available_runs(seeded: PostgresServer, tmp_path: Path) -> None:
