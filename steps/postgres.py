@@ -716,13 +716,20 @@ def restore_database(
 
 
 def preflight(
-    conn: Any, target: PgTarget, manifest: ComponentManifest, records: dict[str, ObjectRecord], version_num: int
+    conn: Any,
+    target: PgTarget,
+    manifest: ComponentManifest,
+    records: dict[str, ObjectRecord],
+    version_num: int,
+    *,
+    probe: bool,
 ) -> None:
     """Refuse, before anything is dropped, a restore that would fail after the drop.
 
     pg_restore creates each database after the old one is gone, so a server that is older than the
-    backed-up one, a user who cannot create databases, or an extension the server does not have would
-    otherwise leave the tenant without that database.
+    backed-up one, a user who cannot create databases, a locale or an extension the server does not
+    have would otherwise leave the tenant without that database. The locale check creates and drops
+    a throwaway database, so it runs only when ``probe`` (with ``--confirm``; a plan changes nothing).
     """
     source_num = int(manifest.source.get("server_version_num", 0))
     if version_num // 10000 < source_num // 10000:
@@ -742,8 +749,8 @@ def preflight(
         )
     for db, record in sorted(records.items()):
         locale = record.meta.get("locale")
-        if not locale:
-            continue  # backed up before locales were recorded
+        if not probe or not locale:
+            continue  # a plan, or a backup from before locales were recorded
         refusal = can_create_like(conn, locale, version_num)
         if refusal:
             raise IntegrityError(
@@ -832,7 +839,7 @@ def restore(
         existing_roles = {r[0] for r in query(conn, "SELECT rolname FROM pg_roles")}
         current_user = str(query(conn, "SELECT current_user")[0][0])
         sizes = {d: int(query(conn, "SELECT pg_database_size(%s)", (d,))[0][0]) for d in names if d in present}
-        preflight(conn, target, manifest, {d: records[d] for d in names}, version_num)
+        preflight(conn, target, manifest, {d: records[d] for d in names}, version_num, probe=confirm)
     # Verify before destroy: the globals now, the dumps below (all of them before any change).
     globals_sql = b"".join(iter_verified(catalog.store, catalog.object_key(manifest, globals_record), globals_record))
     keep = (existing_roles if keep_target_passwords else set()) | {current_user}

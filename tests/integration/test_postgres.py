@@ -319,6 +319,8 @@ def test_restores_that_would_fail_after_the_drop_are_refused_before_it(seeded: P
     doc = json.loads(original)
     next(o for o in doc["objects"] if o["meta"].get("database") == "aux")["meta"]["locale"]["collate"] = "xx_NOWHERE"
     path.write_text(json.dumps(doc))
+    plan = step(pg, store, "restore", "--databases", "aux")  # a plan creates nothing, not even the probe
+    assert plan.code == 0 and plan.result["dry_run"] is True, plan.stdout
     lost = step(pg, store, "restore", "--databases", "aux", "--confirm")
     assert lost.code == 3, lost.stdout
     assert "cannot create database 'aux' as it was backed up (encoding UTF8, collation xx_NOWHERE)" in lost.error
