@@ -4,12 +4,16 @@ Backup: ``pg_dumpall --globals-only`` plus one ``pg_dump -Fc -Z0`` per database,
 through zstd into the store (no temp files). Row counts are taken inside the snapshot pg_dump
 uses, so they describe exactly what was dumped. Restore: verify every object, then (with
 ``--confirm``) apply globals, drop/recreate each chosen database with ``pg_restore -C``, ANALYZE and
-compare row counts with the manifest. Passwords reach child processes only through ``PGPASSWORD``.
+compare row counts with the manifest. By default (``--strategy swap``) each database is renamed aside
+rather than dropped, and the old copies are dropped only once every restored database has matched
+the manifest; any failure before that puts the old ones back. Passwords reach child processes only
+through ``PGPASSWORD``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -71,8 +75,12 @@ WHERE c.relkind = 'r'
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
 """
+_ASIDE_RE = re.compile(r"^tdr_(prior|stale)_[0-9a-f]{8}_")
+NAME_BYTES = 63  # NAMEDATALEN - 1
+_NO_SPACE_MARKERS = ("No space left on device", "could not extend file", "could not write to file")
 _ROLE_NAME = r'(?P<name>"(?:[^"]|"")+"|[^\s;"]+)'
 _CREATE_ROLE_RE = re.compile(rf"^CREATE ROLE {_ROLE_NAME};$")
+_CREATE_TABLESPACE_RE = re.compile(rf"^CREATE TABLESPACE {_ROLE_NAME} ")
 _ALTER_ROLE_RE = re.compile(rf"^(?P<head>ALTER ROLE {_ROLE_NAME} WITH .*?)(?P<pw> PASSWORD '(?:[^']|'')*')?;$")
 
 cli = component(COMPONENT, "PostgreSQL: pg_dump per database + globals, streamed to the catalog; verified restore.")
@@ -175,9 +183,24 @@ def query(conn: Any, statement: str | sql.Composable, args: tuple[Any, ...] = ()
 
 
 def list_databases(conn: Any) -> list[str]:
-    """Every database that accepts connections and is not a template."""
+    """Every database that accepts connections and is not a template (nor a restore's prior copy)."""
     rows = query(conn, "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname")
-    return [r[0] for r in rows]
+    return [r[0] for r in rows if not _ASIDE_RE.match(r[0])]
+
+
+def database_exists(conn: Any, name: str) -> bool:
+    """Whether ``name`` is in pg_database (whether or not it accepts connections)."""
+    return bool(query(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
+
+
+def aside_name(db: str, kind: str = "prior") -> str:
+    """The name a swap restore keeps ``db``'s old copy under: one per database and kind, at most 63 bytes.
+
+    ``prior``: the swap has not committed, so the copy is the database's real content and an
+    interrupted restore puts it back. ``stale``: a checked restore replaced it; it is only dropped.
+    """
+    head = f"tdr_{kind}_{hashlib.sha256(db.encode()).hexdigest()[:8]}_"
+    return head + db.encode()[: NAME_BYTES - len(head)].decode("utf-8", "ignore")
 
 
 def choose_databases(requested: str | None, available: list[str], where: str) -> list[str]:
@@ -273,8 +296,16 @@ def can_create_like(conn: Any, locale: dict[str, str], version_num: int) -> str 
 class Producer:
     """A child process whose stdout is streamed; stderr is drained in a thread (no pipe deadlock)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], what: str, stdin: int | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        what: str,
+        stdin: int | None = None,
+        hint: str = "the backup of this run is incomplete; it is retried, or check the server",
+    ) -> None:
         self.what = what
+        self.hint = hint
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin or subprocess.DEVNULL, env=env
         )
@@ -306,10 +337,7 @@ class Producer:
         self._drain.join(timeout=30)
         if code != 0:
             tail = " | ".join(line for line in self.stderr if line.strip())[-600:]
-            raise TransientError(
-                f"{self.what} failed (exit {code}): {tail or 'no error output'}",
-                hint="the backup of this run is incomplete; it is retried, or check the server",
-            )
+            raise TransientError(f"{self.what} failed (exit {code}): {tail or 'no error output'}", hint=self.hint)
 
 
 # ---- row counts ---------------------------------------------------------------------------------
@@ -624,11 +652,25 @@ def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
-def plan_globals(sql_text: str, existing: set[str], keep: set[str]) -> tuple[str, dict[str, list[str]]]:
-    """Rewrite ``pg_dumpall -g`` output: skip CREATE ROLE for existing roles, drop passwords of ``keep``."""
+def plan_globals(
+    sql_text: str, existing: set[str], keep: set[str], tablespaces: set[str]
+) -> tuple[str, dict[str, list[str]], dict[str, list[str]]]:
+    """Rewrite ``pg_dumpall -g`` output for a target that may have some of it already.
+
+    CREATE ROLE and CREATE TABLESPACE are skipped for roles and tablespaces that exist (their
+    ALTER/GRANT lines still apply); passwords of the roles in ``keep`` are left as they are.
+    Returns the script, the role plan and the tablespace plan.
+    """
     out: list[str] = []
     roles: dict[str, list[str]] = {"create": [], "update": [], "password_kept": []}
+    spaces: dict[str, list[str]] = {"create": [], "exist": []}
     for line in sql_text.splitlines():
+        space = _CREATE_TABLESPACE_RE.match(line)
+        if space:
+            name = _unquote(space.group("name"))
+            spaces["exist" if name in tablespaces else "create"].append(name)
+            if name in tablespaces:
+                continue
         create = _CREATE_ROLE_RE.match(line)
         if create:
             name = _unquote(create.group("name"))
@@ -640,7 +682,7 @@ def plan_globals(sql_text: str, existing: set[str], keep: set[str]) -> tuple[str
             roles["password_kept"].append(_unquote(alter.group("name")))
             line = alter.group("head") + ";"
         out.append(line)
-    return "\n".join(out) + "\n", roles
+    return "\n".join(out) + "\n", roles, spaces
 
 
 def run_psql(psql: str, target: PgTarget, script: bytes, what: str) -> None:
@@ -658,21 +700,55 @@ def run_psql(psql: str, target: PgTarget, script: bytes, what: str) -> None:
         raise error_cls(f"{what} failed (psql exit {proc.returncode}): {tail}", hint="see the psql error above")
 
 
+def other_database(target: PgTarget, *names: str) -> str:
+    """A database to connect to while ``names`` are dropped, created or renamed."""
+    return "template1" if target.maintenance_db in names else target.maintenance_db
+
+
+def _end_sessions(conn: Any, db: str) -> None:
+    """Stop new connections to ``db`` and terminate the ones it has."""
+    query(conn, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(db)))
+    query(
+        conn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (db,),
+    )
+
+
 def drop_database(target: PgTarget, db: str, version_num: int) -> None:
     """Terminate sessions and drop ``db`` if it exists (from another database)."""
-    maint = "template1" if db == target.maintenance_db else target.maintenance_db
-    with connection(target, maint) as conn:
-        if not query(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (db,)):
+    with connection(target, other_database(target, db)) as conn:
+        if not database_exists(conn, db):
             return
-        ident = sql.Identifier(db)
-        query(conn, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(ident))
-        query(
-            conn,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (db,),
-        )
+        _end_sessions(conn, db)
         force = sql.SQL(" WITH (FORCE)") if version_num >= 130000 else sql.SQL("")
-        query(conn, sql.SQL("DROP DATABASE {}{}").format(ident, force))
+        query(conn, sql.SQL("DROP DATABASE {}{}").format(sql.Identifier(db), force))
+
+
+def rename_database(target: PgTarget, old: str, new: str) -> None:
+    """Terminate ``old``'s sessions and rename it to ``new``; whether it accepts connections is kept.
+
+    PostgreSQL waits up to 5 s for terminated sessions to exit before it refuses the rename.
+    """
+    with connection(target, other_database(target, old, new)) as conn:
+        allowed = bool(query(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (old,))[0][0])
+        _end_sessions(conn, old)
+        query(conn, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+        if allowed:
+            query(conn, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(new)))
+
+
+def put_back(target: PgTarget, db: str, version_num: int) -> bool:
+    """If ``db`` has a prior copy aside: drop ``db`` (its unfinished replacement) and rename the copy back.
+
+    Returns whether there was a prior copy; without one nothing is changed.
+    """
+    with connection(target, other_database(target, db)) as conn:
+        if not database_exists(conn, aside_name(db)):
+            return False
+    drop_database(target, db, version_num)
+    rename_database(target, aside_name(db), db)
+    return True
 
 
 def restore_database(
@@ -686,14 +762,15 @@ def restore_database(
     local: Path | None,
 ) -> None:
     """``pg_restore -C`` one database (from ``local`` with ``-j``, or streamed for one job), then ANALYZE."""
-    maint = "template1" if db == target.maintenance_db else target.maintenance_db
+    maint = other_database(target, db)
     argv = [pg_restore, "-w", "-C", "--exit-on-error", "-d", maint]
     what = f"pg_restore of database {db!r}"
+    hint = "see pg_restore's error; check the target server"
     if local is not None:
-        producer = Producer([*argv, "-j", str(jobs), str(local)], target.child_env(maint), what)
+        producer = Producer([*argv, "-j", str(jobs), str(local)], target.child_env(maint), what, hint=hint)
         producer.finish()
     else:
-        producer = Producer(argv, target.child_env(maint), what, stdin=subprocess.PIPE)
+        producer = Producer(argv, target.child_env(maint), what, stdin=subprocess.PIPE, hint=hint)
         stdin = producer.proc.stdin
         assert stdin is not None
         try:
@@ -795,6 +872,15 @@ def database_records(manifest: ComponentManifest) -> dict[str, ObjectRecord]:
     default=False,
     help="Keep existing roles' passwords on the target (default: the backup's, except the connecting user's).",
 )
+@click.option(
+    "--strategy",
+    envvar="TENANT_DR_PG_STRATEGY",
+    type=click.Choice(["swap", "drop-first"]),
+    default="swap",
+    show_default=True,
+    help="swap: rename each database aside and drop it only once every replacement matches the backup (a failure "
+    "puts them all back; needs room for both copies). drop-first: drop each database before restoring it.",
+)
 @click.option("--operation", envvar="TENANT_DR_OPERATION", default=None, help="Operation id to record prior state.")
 @confirm_option
 def restore(
@@ -811,10 +897,11 @@ def restore(
     jobs: int,
     work_dir: str | None,
     keep_target_passwords: bool,
+    strategy: str,
     operation: str | None,
     confirm: bool,
 ) -> dict[str, Any]:
-    """Verify the backup, then drop/recreate each chosen database from it and check row counts."""
+    """Verify the backup, then replace each chosen database from it and check row counts."""
     log = get_logger()
     if jobs < 1:
         raise UsageError("--jobs must be >= 1")
@@ -836,25 +923,39 @@ def restore(
     with connection(target) as conn:
         version_num, version = server_version(conn)
         present = set(list_databases(conn))
+        on_server = {str(r[0]) for r in query(conn, "SELECT datname FROM pg_database")}
+        leftovers = {d: aside_name(d) for d in names if aside_name(d) in on_server}
+        stale = {d: aside_name(d, "stale") for d in names if aside_name(d, "stale") in on_server}
+        strays = sorted(n for n in on_server - set(leftovers.values()) - set(stale.values()) if _ASIDE_RE.match(n))
         existing_roles = {r[0] for r in query(conn, "SELECT rolname FROM pg_roles")}
+        tablespaces = {str(r[0]) for r in query(conn, "SELECT spcname FROM pg_tablespace")}
         current_user = str(query(conn, "SELECT current_user")[0][0])
         sizes = {d: int(query(conn, "SELECT pg_database_size(%s)", (d,))[0][0]) for d in names if d in present}
         preflight(conn, target, manifest, {d: records[d] for d in names}, version_num, probe=confirm)
     # Verify before destroy: the globals now, the dumps below (all of them before any change).
     globals_sql = b"".join(iter_verified(catalog.store, catalog.object_key(manifest, globals_record), globals_record))
     keep = (existing_roles if keep_target_passwords else set()) | {current_user}
-    script, roles = plan_globals(globals_sql.decode("utf-8"), existing_roles, keep)
+    script, roles, spaces = plan_globals(globals_sql.decode("utf-8"), existing_roles, keep, tablespaces)
     plan = {
         "run_id": resolved,
         "target": target.where,
         "target_version": version,
-        "drop_and_recreate": [d for d in names if d in present],
-        "create": [d for d in names if d not in present],
+        "strategy": strategy,
+        "drop_and_recreate": [d for d in names if d in present or d in leftovers],
+        "create": [d for d in names if d not in present and d not in leftovers],
         "untouched": sorted(present - set(names)),
+        "put_back_first": leftovers,
+        "drop_replaced_copies": sorted(stale.values()),
         "roles": roles,
+        "tablespaces": spaces,
         "jobs": jobs,
         "prior_sizes": sizes,
     }
+    if strays:
+        log.warning(
+            "copies left aside by an earlier restore of other databases (restore those databases to deal with them)",
+            databases=strays,
+        )
     if not confirm:
         catalog.check_objects(manifest)
         log.info("plan only (pass --confirm to restore)", **plan)
@@ -879,23 +980,148 @@ def restore(
         log.info("backup verified", databases=names)
         if operation:
             catalog.record_once(operation, "postgres-prior", {"target": target.where, **plan})
+        for d, old in stale.items():
+            drop_database(target, old, version_num)
+            log.info("dropped a copy an earlier restore replaced", database=d, copy=old)
+        for d, prior in leftovers.items():
+            put_back(target, d, version_num)
+            log.warning("put back the prior copy an interrupted restore left", database=d, prior_copy=prior)
         run_psql(psql, target, script.encode("utf-8"), "restoring globals (roles)")
-        timings: dict[str, float] = {}
-        for i, d in enumerate(names):
+
+        def one(d: str) -> float:
             t0 = time.monotonic()
-            try:
-                drop_database(target, d, version_num)
-                restore_database(catalog, manifest, records[d], target, d, pg_restore, jobs, local[d])
-            except Exception as exc:
-                raise stopped_part_way(exc, target, names[:i], d, names[i + 1 :]) from exc
-            timings[d] = round(time.monotonic() - t0, 3)
-            log.info("database restored", database=d, seconds=timings[d])
+            restore_database(catalog, manifest, records[d], target, d, pg_restore, jobs, local[d])
             if local[d] is not None:
                 local[d].unlink(missing_ok=True)  # type: ignore[union-attr]
+            return round(time.monotonic() - t0, 3)
+
+        if strategy == "swap":
+            timings, checked = swap_in(target, manifest, names, one, version_num)
+        else:
+            timings = drop_first(target, names, one, version_num)
+            checked = check_target(target, manifest, names)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    checked = check_target(target, manifest, names)
     return {"dry_run": False, "plan": plan, "restored": names, "timings": timings, **checked}
+
+
+def drop_first(
+    target: PgTarget, names: list[str], restore_one: Callable[[str], float], version_num: int
+) -> dict[str, float]:
+    """Drop each database, then restore it; a failure leaves that one dropped or partial (and says so)."""
+    timings: dict[str, float] = {}
+    for i, d in enumerate(names):
+        try:
+            drop_database(target, d, version_num)
+            timings[d] = restore_one(d)
+        except Exception as exc:
+            raise stopped_part_way(exc, target, names[:i], d, names[i + 1 :]) from exc
+        get_logger().info("database restored", database=d, seconds=timings[d])
+    return timings
+
+
+def swap_in(
+    target: PgTarget,
+    manifest: ComponentManifest,
+    names: list[str],
+    restore_one: Callable[[str], float],
+    version_num: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Restore ``names`` all-or-nothing: each old database waits renamed aside until all new ones check out.
+
+    Only then are the old copies dropped. Any failure before that (pg_restore, ANALYZE, a row-count
+    mismatch) drops the new databases and renames the old ones back, so the target is left as it was.
+    """
+    log = get_logger()
+    timings: dict[str, float] = {}
+    created: set[str] = set()  # did not exist before: undone by a drop
+    attempted: list[str] = []
+    current: str | None = None
+    try:
+        for d in names:
+            current = d
+            attempted.append(d)
+            with connection(target, other_database(target, d)) as conn:
+                if not database_exists(conn, d):
+                    created.add(d)
+            if d not in created:
+                rename_database(target, d, aside_name(d))
+            timings[d] = restore_one(d)
+            aside = None if d in created else aside_name(d)
+            log.info("database restored", database=d, seconds=timings[d], old_copy_kept_as=aside)
+        current = None
+        checked = check_target(target, manifest, names)
+    except BaseException as exc:  # Ctrl-C too: the old databases go back
+        raise rolled_back(exc, target, attempted, created, current, version_num) from exc
+    kept = [d for d in names if d not in created]
+    for d in kept:  # the commit: a "stale" copy is never put back, only dropped
+        try:
+            rename_database(target, aside_name(d), aside_name(d, "stale"))
+        except Exception as exc:
+            raise TransientError(
+                f"every database was restored and matches the backup, but marking the old copy of {d!r} as "
+                f"replaced failed: {' '.join(str(exc).split())}; it is still kept as {aside_name(d)}",
+                hint="re-run the restore: it puts that old copy back and restores again",
+            ) from exc
+    left: list[str] = []
+    for d in kept:
+        try:
+            drop_database(target, aside_name(d, "stale"), version_num)
+        except Exception as exc:
+            left.append(aside_name(d, "stale"))
+            log.warning(
+                "could not drop a replaced copy (the next restore of this database drops it, or drop it by hand)",
+                database=aside_name(d, "stale"),
+                error=" ".join(str(exc).split()),
+            )
+    return timings, {**checked, "replaced_copies_left": left} if left else checked
+
+
+def rolled_back(
+    exc: BaseException, target: PgTarget, attempted: list[str], created: set[str], current: str | None, version_num: int
+) -> StepError:
+    """Undo a swap restore (newest first) and say what the target holds now, keeping ``exc``'s exit code.
+
+    A database whose old copy is aside gets it back; one that did not exist before is dropped; one
+    whose rename never happened is left alone. If undoing fails, the old copies stay renamed aside
+    and the error is transient: the re-run puts them back before it does anything else.
+    """
+    cause = exc.message if isinstance(exc, StepError) else f"{type(exc).__name__}: {exc}"
+    where = f"at database {current!r}" if current else "in the row-count check"
+    back: list[str] = []
+    stuck: list[str] = []
+    for d in reversed(attempted):
+        try:
+            if not put_back(target, d, version_num):
+                if d not in created:
+                    continue  # its rename never happened: untouched
+                drop_database(target, d, version_num)
+            back.append(d)
+        except Exception as undo:
+            stuck.append(f"{d} (old copy kept as {aside_name(d)}: {undo})")
+    get_logger().error("restore failed; old databases put back", put_back=back, not_put_back=stuck)
+    if stuck:
+        return TransientError(
+            f"restore into {target.where} failed {where}: {cause}; putting the old databases back also failed "
+            f"for {'; '.join(stuck)}",
+            hint="re-run the restore: it puts every old copy back before it starts",
+        )
+    if any(m in cause for m in _NO_SPACE_MARKERS):
+        hint = (
+            "the server's disk cannot hold the new databases beside the old ones: free space, or re-run with "
+            "--strategy drop-first (which frees each old database first but leaves it dropped if that restore fails)"
+        )
+    else:
+        hint = (
+            f"{exc.hint}; then re-run the restore" if isinstance(exc, StepError) and exc.hint else "re-run the restore"
+        )
+    error_cls = type(exc) if isinstance(exc, StepError) else TransientError
+    return error_cls(
+        f"restore into {target.where} failed {where}: {cause}; nothing was replaced: "
+        f"{', '.join(sorted(back)) or 'no database'} back as before the restore "
+        "(roles and their passwords were already restored from the backup)",
+        hint=hint,
+    )
 
 
 def stopped_part_way(

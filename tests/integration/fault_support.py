@@ -23,9 +23,10 @@ REDIS_KEYS = 3_000  # 512 random bytes each: a ~1.6 MiB RDB that zstd cannot shr
 
 
 def seed_pg(pg: PostgresServer) -> None:
-    """``alpha`` (300 small rows) and ``beta`` (``BULK_ROWS`` rows of md5 text)."""
+    """``alpha`` (300 small rows) and ``beta`` (``BULK_ROWS`` rows of md5 text); no restore leftovers."""
+    for db in [*prior_copies(pg), *PG_DATABASES]:
+        pg.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     for db in PG_DATABASES:
-        pg.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         pg.psql(f"CREATE DATABASE {db}")
     pg.psql(
         "CREATE TABLE notes (id int PRIMARY KEY, body text);"
@@ -38,6 +39,11 @@ def seed_pg(pg: PostgresServer) -> None:
         f"FROM generate_series(1, {BULK_ROWS}) g",
         "beta",
     )
+
+
+def prior_copies(pg: PostgresServer) -> list[str]:
+    """Databases a swap restore renamed aside (``tdr_prior_*``, ``tdr_stale_*``) that are still there."""
+    return pg.psql("SELECT datname FROM pg_database WHERE datname ~ '^tdr_(prior|stale)_' ORDER BY 1").split()
 
 
 def pg_content(pg: PostgresServer) -> dict[str, str]:

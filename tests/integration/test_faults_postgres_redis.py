@@ -22,6 +22,7 @@ from tests.integration.fault_support import (
     catalog_step,
     pg_content,
     pg_step,
+    prior_copies,
     redis_content,
     redis_step,
 )
@@ -75,7 +76,35 @@ def test_pg_backup_survives_a_stall_mid_dump_and_restores_identically(
     assert before["beta"].startswith(f"{BULK_ROWS}:")
 
 
-def test_pg_restore_reset_mid_restore_says_which_databases_it_left_how(
+def test_pg_restore_reset_mid_restore_puts_every_old_database_back(seeded_pg: PostgresServer, tmp_path: Path) -> None:
+    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
+    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
+    assert backup.code == 0, backup.stdout
+    expected = pg_content(pg)
+    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+    before = pg_content(pg)
+
+    # pg_restore's connection is reset once it has sent 512 KiB: in beta's COPY, after alpha is done
+    with FaultProxy(pg.port, FaultPlan(reset_after=512 * KIB)) as proxy:
+        broken = pg_step(pg, store, "restore", "--confirm", "--jobs", "1", port=proxy.port)
+    assert proxy.injected >= 1
+    assert broken.code == 1, broken.stdout
+    error = broken.error
+    assert "\n" not in error and "pg_restore of database 'beta' failed" in error
+    assert "failed at database 'beta'" in error
+    assert "nothing was replaced: alpha, beta back as before the restore" in error
+    assert "re-run the restore" in error
+    assert pg_content(pg) == before  # what the error says: alpha's finished restore is undone too
+    assert prior_copies(pg) == []
+
+    again = pg_step(pg, store, "restore", "--confirm")  # the retry converges
+    assert again.code == 0, again.stdout
+    assert pg_content(pg) == expected
+    assert prior_copies(pg) == []
+
+
+def test_pg_restore_reset_mid_restore_with_drop_first_says_which_databases_it_left_how(
     seeded_pg: PostgresServer, tmp_path: Path
 ) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
@@ -85,9 +114,8 @@ def test_pg_restore_reset_mid_restore_says_which_databases_it_left_how(
     pg.psql("UPDATE notes SET body = 'changed'", "alpha")
     pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
 
-    # pg_restore's connection is reset once it has sent 512 KiB: in beta's COPY, after alpha is done
     with FaultProxy(pg.port, FaultPlan(reset_after=512 * KIB)) as proxy:
-        broken = pg_step(pg, store, "restore", "--confirm", "--jobs", "1", port=proxy.port)
+        broken = pg_step(pg, store, "restore", "--confirm", "--jobs", "1", "--strategy", "drop-first", port=proxy.port)
     assert proxy.injected >= 1
     assert broken.code == 1, broken.stdout
     error = broken.error
@@ -99,7 +127,7 @@ def test_pg_restore_reset_mid_restore_says_which_databases_it_left_how(
     assert now["alpha"] == expected["alpha"]  # what the error says: alpha restored ...
     assert now["beta"] != expected["beta"]  # ... beta not
 
-    again = pg_step(pg, store, "restore", "--confirm")  # the retry converges
+    again = pg_step(pg, store, "restore", "--confirm", "--strategy", "drop-first")  # the retry converges
     assert again.code == 0, again.stdout
     assert pg_content(pg) == expected
 

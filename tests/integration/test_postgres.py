@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from steps.postgres import aside_name
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
 from tests.harness import PostgresServer, StepRun, free_port, pg_bin, postgres_server, run_step
@@ -331,6 +332,55 @@ def test_restores_that_would_fail_after_the_drop_are_refused_before_it(seeded: P
     path.write_text(original)  # the probe passes for the real locale, and leaves nothing behind
     assert step(pg, store, "restore", "--databases", "aux", "--confirm").code == 0
     assert not pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'tenant_dr_probe_%'")
+
+
+def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
+    seeded: PostgresServer, tmp_path: Path
+) -> None:
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    backup = step(pg, store, "backup", "--databases", "app,aux")
+    assert backup.code == 0
+    pg.psql("UPDATE notes SET body = 'changed' WHERE id = 1", "aux")
+    before = {db: table_checksums(pg, db) for db in ("app", "aux")}
+    oids = pg.psql("SELECT string_agg(datname || '=' || oid, ',' ORDER BY datname) FROM pg_database")
+
+    # the manifest says aux.notes held one row more than its dump does: the check after pg_restore fails
+    path = Path(store.removeprefix("file://")) / catalog_of(store).manifest_key(backup.result["run_id"], "postgres")
+    original = path.read_text()
+    doc = json.loads(original)
+    doc["fingerprints"]["databases"]["aux"]["tables"]["public.notes"]["rows"] += 1
+    path.write_text(json.dumps(doc))
+    idle = psycopg2.connect(host=pg.host, port=pg.port, user="postgres", password=pg.password, dbname="aux")
+    try:
+        mismatch = step(pg, store, "restore", "--confirm")
+        assert mismatch.code == 3, mismatch.stdout
+        error = mismatch.error
+        assert "failed in the row-count check" in error and "aux.public.notes: 200 rows, expected 201" in error
+        assert "nothing was replaced: app, aux back as before the restore" in error and "\n" not in error
+        with pytest.raises(psycopg2.OperationalError):  # the old aux's sessions were ended for the swap
+            idle.cursor().execute("SELECT 1")
+    finally:
+        idle.close()
+    assert {db: table_checksums(pg, db) for db in ("app", "aux")} == before
+    assert pg.psql("SELECT string_agg(datname || '=' || oid, ',' ORDER BY datname) FROM pg_database") == oids
+
+    # a copy an earlier restore replaced but could not drop, and one of a database not being restored
+    replaced, other = aside_name("aux", "stale"), aside_name("gone")
+    for name in (replaced, other):
+        pg.psql(f'CREATE DATABASE "{name}"')
+    try:
+        path.write_text(original)
+        plan = step(pg, store, "restore")
+        assert plan.code == 0 and plan.result["plan"]["drop_replaced_copies"] == [replaced]
+        assert "copies left aside by an earlier restore" in plan.stderr and other in plan.stderr
+        assert replaced in pg.psql("SELECT datname FROM pg_database")  # a plan drops nothing
+        done = step(pg, store, "restore", "--confirm")
+        assert done.code == 0, done.stdout
+        assert pg.psql("SELECT body FROM notes WHERE id = 1", "aux") == "n1"
+        aside = pg.psql("SELECT string_agg(datname, ',') FROM pg_database WHERE datname ~ '^tdr_(prior|stale)_'")
+        assert aside == other  # the replaced copy is gone; the other database's is not this restore's to drop
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{other}"')
 
 
 def test_restore_of_missing_run_names_available_runs(seeded: PostgresServer, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from tests.integration.fault_support import (
     pg_args,
     pg_content,
     pg_step,
+    prior_copies,
     redis_args,
     redis_content,
     redis_step,
@@ -123,7 +124,51 @@ def test_redis_backup_killed_mid_upload_then_rerun_converges(seeded_redis: Redis
 # ---- restores -----------------------------------------------------------------------------------
 
 
-def test_pg_restore_killed_after_dropping_the_first_database_then_rerun_converges(
+def test_pg_restore_killed_after_renaming_the_first_database_aside_then_rerun_puts_it_back_and_converges(
+    seeded_pg: PostgresServer, tmp_path: Path
+) -> None:
+    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
+    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
+    assert backup.code == 0, backup.stdout
+    expected = pg_content(pg)
+    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+    before = pg_content(pg)
+
+    watch = psycopg2.connect(pg.dsn())
+    watch.autocommit = True
+
+    def oid(db: str) -> int | None:
+        with watch.cursor() as cur:
+            cur.execute("SELECT oid FROM pg_database WHERE datname = %s", (db,))
+            row = cur.fetchone()
+        return int(row[0]) if row else None
+
+    alpha = oid("alpha")
+    args = pg_args(pg, store, "restore", "--confirm", "--work-dir", str(tmp_path))
+    step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
+    try:
+        step.kill_when(lambda: oid("alpha") != alpha)  # alpha renamed aside (maybe recreated), beta not yet done
+    finally:
+        watch.close()
+    aside = prior_copies(pg)
+    assert len(aside) == 1 and aside[0].endswith("_alpha")  # the old alpha, kept whole under another name
+    assert pg.psql("SELECT count(*) FROM notes WHERE body = 'changed'", aside[0]) == "300"
+
+    plan = pg_step(pg, store, "restore")  # a plan says what the re-run will do first, and changes nothing
+    assert plan.code == 0, plan.stdout
+    assert plan.result["plan"]["put_back_first"] == {"alpha": aside[0]}
+    assert plan.result["plan"]["drop_and_recreate"] == ["alpha", "beta"]
+    assert prior_copies(pg) == aside
+
+    again = pg_step(pg, store, "restore", "--confirm")
+    assert again.code == 0, again.stdout
+    assert "put back the prior copy an interrupted restore left" in again.stderr
+    assert pg_content(pg) == expected != before
+    assert prior_copies(pg) == []
+
+
+def test_pg_restore_with_drop_first_killed_after_dropping_the_first_database_then_rerun_converges(
     seeded_pg: PostgresServer, tmp_path: Path
 ) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
@@ -143,15 +188,16 @@ def test_pg_restore_killed_after_dropping_the_first_database_then_rerun_converge
         return int(row[0]) if row else None
 
     alpha = oid("alpha")
-    args = pg_args(pg, store, "restore", "--confirm", "--work-dir", str(tmp_path))
+    args = pg_args(pg, store, "restore", "--confirm", "--strategy", "drop-first", "--work-dir", str(tmp_path))
     step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
     try:
         step.kill_when(lambda: oid("alpha") != alpha)  # alpha dropped (maybe recreated), beta not yet done
     finally:
         watch.close()
     assert pg_content(pg) != expected  # the kill left the target half-way
+    assert prior_copies(pg) == []
 
-    again = pg_step(pg, store, "restore", "--confirm")
+    again = pg_step(pg, store, "restore", "--confirm", "--strategy", "drop-first")
     assert again.code == 0, again.stdout
     assert pg_content(pg) == expected
 
@@ -174,15 +220,8 @@ def test_redis_restore_killed_mid_copy_then_rerun_converges(seeded_redis: RedisS
     assert redis_content(srv) == expected
 
 
-def test_pg_restore_whose_second_pg_restore_fails_says_beta_is_dropped(
-    seeded_pg: PostgresServer, tmp_path: Path
-) -> None:
-    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
-    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
-    assert backup.code == 0, backup.stdout
-    expected = pg_content(pg)
-    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
-    # the second pg_restore run (beta's) fails at once: beta has just been dropped
+def failing_second_pg_restore(tmp_path: Path) -> Path:
+    """A ``--pg-bin-dir`` whose pg_restore fails at once on its second run (the real tools otherwise)."""
     shim = tmp_path / "bin"
     shim.mkdir()
     for tool in ("pg_dump", "pg_dumpall", "psql"):
@@ -196,7 +235,41 @@ def test_pg_restore_whose_second_pg_restore_fails_says_beta_is_dropped(
         f'exec {pg_bin("pg_restore")} "$@"\n'
     )
     script.chmod(0o755)
-    broken = pg_step(pg, store, "restore", "--confirm", "--pg-bin-dir", str(shim))
+    return shim
+
+
+def test_pg_restore_whose_second_pg_restore_fails_puts_both_databases_back(
+    seeded_pg: PostgresServer, tmp_path: Path
+) -> None:
+    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
+    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
+    assert backup.code == 0, backup.stdout
+    expected = pg_content(pg)
+    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    before = pg_content(pg)
+    broken = pg_step(pg, store, "restore", "--confirm", "--pg-bin-dir", str(failing_second_pg_restore(tmp_path)))
+    assert broken.code == 1, broken.stdout
+    assert "injected failure" in broken.error and "\n" not in broken.error
+    assert "failed at database 'beta'" in broken.error
+    assert "nothing was replaced: alpha, beta back as before the restore" in broken.error
+    assert pg_content(pg) == before  # exactly what the error says
+    assert prior_copies(pg) == []
+
+    again = pg_step(pg, store, "restore", "--confirm")
+    assert again.code == 0, again.stdout
+    assert pg_content(pg) == expected
+
+
+def test_pg_restore_with_drop_first_whose_second_pg_restore_fails_says_beta_is_dropped(
+    seeded_pg: PostgresServer, tmp_path: Path
+) -> None:
+    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
+    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
+    assert backup.code == 0, backup.stdout
+    expected = pg_content(pg)
+    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    shim = failing_second_pg_restore(tmp_path)
+    broken = pg_step(pg, store, "restore", "--confirm", "--strategy", "drop-first", "--pg-bin-dir", str(shim))
     assert broken.code == 1, broken.stdout
     assert "injected failure" in broken.error and "\n" not in broken.error
     assert "restored alpha; beta interrupted (may be dropped or partly restored); not touched none" in broken.error

@@ -1,13 +1,18 @@
-"""A restore whose work dir cannot hold the verified copy refuses before touching the target (exit 3).
+"""Running out of space: the step's work dir, and the target PostgreSQL server's disk.
 
-The work dir is a real 1 MiB tmpfs (mounting needs root, as on CI; skipped where it is not allowed).
+A restore whose work dir cannot hold the verified copy refuses before touching the target (exit 3).
+A swap restore whose new database does not fit beside the old one puts the old one back. Both use
+real tmpfs mounts (mounting needs root, as on CI; skipped where it is not allowed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,18 +26,24 @@ from tests.integration import test_postgres as pgt
 from tests.integration import test_redis as rdt
 
 
-@pytest.fixture
-def tiny_dir(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs under ``tmp_path``."""
-    tiny = tmp_path / "tiny"
-    tiny.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], capture_output=True)
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (the test is skipped if mounting is not allowed)."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        yield tiny
+        yield where
     finally:
-        subprocess.run(["umount", str(tiny)], check=False)
+        subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs under ``tmp_path``."""
+    with tmpfs(tmp_path / "tiny", "1m") as tiny:
+        yield tiny
 
 
 def test_postgres_restore_refuses_a_work_dir_too_small_for_its_dumps(
@@ -87,3 +98,43 @@ def test_running_out_of_space_mid_download_is_a_clear_error_and_leaves_no_partia
     assert "no space left in" in caught.value.message and str(3 << 20) in caught.value.message
     assert "--work-dir" in (caught.value.hint or "")
     assert not list(tiny_dir.iterdir())
+
+
+def test_postgres_swap_restore_that_fills_the_target_disk_puts_the_old_database_back(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    # "roomy" lives in a tablespace on a 48 MiB disk: one copy (≈ 32 MiB) fits, two do not. The
+    # mount point is right under /tmp: the server's OS user cannot enter pytest's private tmp_path.
+    parent = Path(tempfile.mkdtemp(prefix="tdr-disk-"))
+    parent.chmod(0o755)
+    with tmpfs(parent / "disk", "48m") as disk:
+        shutil.chown(disk, "postgres", "postgres")
+        pg.psql(f"CREATE TABLESPACE tdr_small LOCATION '{disk}'")
+        try:
+            pg.psql("CREATE DATABASE roomy TABLESPACE tdr_small")
+            pg.psql(
+                "CREATE TABLE fill AS SELECT g AS id, repeat(md5(g::text), 4) AS body "
+                "FROM generate_series(1, 150000) g",
+                "roomy",
+            )
+            store = f"file://{tmp_path / 'store'}"
+            assert pgt.step(pg, store, "backup", "--databases", "roomy").code == 0
+            pg.psql("DELETE FROM fill WHERE id > 149000", "roomy")
+
+            full = pgt.step(pg, store, "restore", "--confirm", "--jobs", "1")
+            assert full.code == 1, full.stdout
+            assert "No space left on device" in full.error and "\n" not in full.error
+            assert "nothing was replaced: roomy back as before the restore" in full.error
+            assert "--strategy drop-first" in full.error
+            assert pg.psql("SELECT count(*) FROM fill", "roomy") == "149000"  # the old database, whole
+            assert not pg.psql("SELECT datname FROM pg_database WHERE datname ~ '^tdr_(prior|stale)_'")
+
+            freed = pgt.step(pg, store, "restore", "--confirm", "--jobs", "1", "--strategy", "drop-first")
+            assert freed.code == 0, freed.stdout  # what the hint says: the old copy's room is freed first
+            assert freed.result["plan"]["tablespaces"] == {"create": [], "exist": ["tdr_small"]}
+            assert pg.psql("SELECT count(*) FROM fill", "roomy") == "150000"
+        finally:
+            for db in pg.psql("SELECT datname FROM pg_database WHERE dattablespace <> 1663").split():
+                pg.psql(f'DROP DATABASE "{db}" WITH (FORCE)')
+            pg.psql("DROP TABLESPACE tdr_small")
+    shutil.rmtree(parent, ignore_errors=True)
