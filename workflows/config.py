@@ -140,6 +140,11 @@ class Postgres(_Model):
     )
     password: SecretRef = SecretRef(name="postgresql", key="postgres-password")
     restore_jobs: int = Field(4, ge=1, le=32)
+    restore_strategy: Literal["swap", "drop-first"] = Field(
+        "swap",
+        description="swap keeps each old database renamed aside until every restored one checks out (needs room "
+        "for both copies); drop-first drops each one before restoring it",
+    )
 
 
 class Redis(_Model):

@@ -19,8 +19,10 @@ def wiring(cfg: TenantConfig) -> ComponentWiring:
             f"`{pg.host}:{pg.port}`, streamed through zstd into the backup store."
         ),
         restore_description=(
-            f"Drops and recreates the chosen databases on `{pg.host}:{pg.port}`, restores globals (role passwords "
-            f"from the backup) and runs `pg_restore -j {pg.restore_jobs}`, then compares row counts."
+            f"Replaces the chosen databases on `{pg.host}:{pg.port}`: restores globals (role passwords from the "
+            f"backup), runs `pg_restore -j {pg.restore_jobs}` per database and compares row counts. With the swap "
+            "strategy each old database is kept renamed aside until every new one checks out, and put back if "
+            "anything fails."
         ),
         connection=[("--host", pg.host), ("--port", str(pg.port)), ("--user", pg.user)],
         env=[secret_env("PGPASSWORD", pg.password)],
@@ -30,10 +32,18 @@ def wiring(cfg: TenantConfig) -> ComponentWiring:
                 "databases",
                 "Comma-separated databases to restore (the others are left untouched).",
                 databases,
-            )
+            ),
+            Param(
+                "strategy",
+                "swap: keep each old database aside until every restored one matches the backup, put them back on "
+                "failure (needs disk for both copies). drop-first: drop each database before restoring it.",
+                pg.restore_strategy,
+                ("swap", "drop-first"),
+            ),
         ],
         restore_flags=[
             ("--databases", "{{inputs.parameters.databases}}"),
+            ("--strategy", "{{inputs.parameters.strategy}}"),
             ("--jobs", str(pg.restore_jobs)),
             ("--operation", "{{workflow.name}}"),
         ],
