@@ -31,6 +31,7 @@ from typing import IO, Any, TypeVar
 
 import click
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -176,10 +177,37 @@ def connection(target: PgTarget, dbname: str | None = None) -> Iterator[Any]:
 
 
 def query(conn: Any, statement: str | sql.Composable, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement and return its rows (empty for statements without a result)."""
+    """Run one statement and return its rows (empty for statements without a result).
+
+    A refusal for lack of privilege is a usage error (exit 2); any other server or connection error
+    is transient (exit 1), and the message names the statement and the server's reason.
+    """
     with conn.cursor() as cur:
-        cur.execute(statement, args or None)
-        return list(cur.fetchall()) if cur.description else []
+        try:
+            cur.execute(statement, args or None)
+            return list(cur.fetchall()) if cur.description else []
+        except psycopg2.Error as exc:
+            sent = (cur.query or b"").decode("utf-8", "replace")
+            raise sql_error(conn, " ".join(sent.split())[:120] or "a statement", exc) from exc
+
+
+def sql_error(conn: Any, statement: str, exc: psycopg2.Error) -> StepError:
+    """``exc`` (from running ``statement``) as a step error with the server's reason and a hint."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    where = f"{conn.info.host}:{conn.info.port}"
+    if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
+        return UsageError(
+            f"PostgreSQL at {where} refused {statement!r}: {reason}",
+            hint="connect as a superuser or as the owner of the objects involved",
+        )
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+        return TransientError(
+            f"lost the connection to PostgreSQL at {where} during {statement!r}: {reason}",
+            hint="check that the server is up and reachable; the step is retried",
+        )
+    return TransientError(
+        f"PostgreSQL at {where} failed {statement!r}: {reason}", hint="see the server's log for the cause"
+    )
 
 
 def list_databases(conn: Any) -> list[str]:
@@ -286,7 +314,10 @@ def can_create_like(conn: Any, locale: dict[str, str], version_num: int) -> str 
             )
         )
     try:
-        query(conn, sql.SQL(" ").join(parts))
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL(" ").join(parts))
+    except psycopg2.OperationalError as exc:  # the connection, not the locale
+        raise sql_error(conn, "CREATE DATABASE (the locale probe)", exc) from exc
     except psycopg2.Error as exc:
         return str(exc).strip().splitlines()[0]
     query(conn, sql.SQL("DROP DATABASE {}").format(probe))
@@ -823,6 +854,19 @@ def preflight(
             f"user {user!r} at {target.where} cannot create databases, "
             "and each restored database is dropped and created again",
             hint="connect as a superuser or a role with CREATEDB (and CREATEROLE for the roles)",
+        )
+    touched = [n for d in records for n in (d, aside_name(d), aside_name(d, "stale"))]
+    not_owned = query(
+        conn,
+        "SELECT datname FROM pg_database WHERE datname = ANY(%s) AND NOT pg_has_role(current_user, datdba, 'MEMBER') "
+        "ORDER BY datname",
+        (touched,),
+    )
+    if not_owned:
+        raise UsageError(
+            f"user {user!r} at {target.where} does not own database(s) {', '.join(r[0] for r in not_owned)}, "
+            "and only the owner (or a superuser) can rename or drop a database",
+            hint="connect as a superuser or as the owner of those databases",
         )
     for db, record in sorted(records.items()):
         locale = record.meta.get("locale")

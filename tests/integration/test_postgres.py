@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from steps.postgres import aside_name
+from steps.postgres import PgTarget, aside_name, connection, query
+from steps.runtime.errors import TransientError, UsageError
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
 from tests.harness import PostgresServer, StepRun, free_port, pg_bin, postgres_server, run_step
@@ -295,6 +296,16 @@ def test_restores_that_would_fail_after_the_drop_are_refused_before_it(seeded: P
         assert limited.code == 2, limited.stdout
         assert "user 'restorer'" in limited.error and "cannot create databases" in limited.error
         assert "CREATEDB" in limited.error and "\n" not in limited.error
+        # ... and one that can create databases but does not own aux: exit 2, not a rename that fails
+        pg.psql("ALTER ROLE restorer CREATEDB; ALTER DATABASE aux OWNER TO postgres")
+        for strategy in ("swap", "drop-first"):
+            other = run_step(
+                "postgres",
+                ["restore", *args, "--databases", "aux", "--confirm", "--strategy", strategy],
+                env={"PGPASSWORD": "restorer-Pw-77"},
+            )
+            assert other.code == 2, other.stdout
+            assert "user 'restorer'" in other.error and "does not own database(s) aux" in other.error
     finally:
         pg.psql("ALTER DATABASE aux OWNER TO postgres; DROP ROLE restorer")
     assert {db: table_checksums(pg, db) for db in ("app", "aux")} == before
@@ -381,6 +392,23 @@ def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
         assert aside == other  # the replaced copy is gone; the other database's is not this restore's to drop
     finally:
         pg.psql(f'DROP DATABASE IF EXISTS "{other}"')
+
+
+def test_server_errors_become_one_line_step_errors_with_the_statement_and_reason(pg: PostgresServer) -> None:
+    target = PgTarget(pg.host, pg.port, "postgres", pg.password, "postgres")
+    pg.psql("DROP ROLE IF EXISTS peeker; CREATE ROLE peeker LOGIN PASSWORD 'peeker-Pw-31'")
+    try:
+        peeker = PgTarget(pg.host, pg.port, "peeker", "peeker-Pw-31", "postgres")
+        with connection(peeker) as conn, pytest.raises(UsageError) as refused:  # exit 2: retrying cannot help
+            query(conn, "SELECT rolpassword FROM pg_authid")
+        assert "refused 'SELECT rolpassword FROM pg_authid'" in refused.value.message
+        assert "permission denied" in refused.value.message and "superuser" in (refused.value.hint or "")
+    finally:
+        pg.psql("DROP ROLE peeker")
+    with connection(target) as conn, pytest.raises(TransientError) as lost:  # exit 1: Argo retries the step
+        query(conn, "SELECT pg_terminate_backend(pg_backend_pid())")
+    assert lost.value.message.startswith(f"lost the connection to PostgreSQL at {pg.host}:{pg.port} during")
+    assert "terminat" in lost.value.message and "\n" not in lost.value.one_line()
 
 
 def test_restore_of_missing_run_names_available_runs(seeded: PostgresServer, tmp_path: Path) -> None:
