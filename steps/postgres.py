@@ -683,17 +683,31 @@ def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
-def plan_globals(
-    sql_text: str, existing: set[str], keep: set[str], tablespaces: set[str]
-) -> tuple[str, dict[str, list[str]], dict[str, list[str]]]:
-    """Rewrite ``pg_dumpall -g`` output for a target that may have some of it already.
+@dataclass(frozen=True)
+class GlobalsPlan:
+    """``pg_dumpall -g`` output split for a target that has some of it already.
+
+    ``script`` runs before any database changes; ``passwords`` (the backup's passwords of roles that
+    already exist on the target) runs in one transaction only once every restored database has
+    checked out, so a failed restore leaves the apps' current credentials working.
+    """
+
+    script: str
+    passwords: str
+    roles: dict[str, list[str]]
+    tablespaces: dict[str, list[str]]
+
+
+def plan_globals(sql_text: str, existing: set[str], keep: set[str], tablespaces: set[str]) -> GlobalsPlan:
+    """Rewrite ``pg_dumpall -g`` output: skip what exists, keep ``keep``'s passwords, defer the others.
 
     CREATE ROLE and CREATE TABLESPACE are skipped for roles and tablespaces that exist (their
-    ALTER/GRANT lines still apply); passwords of the roles in ``keep`` are left as they are.
-    Returns the script, the role plan and the tablespace plan.
+    ALTER/GRANT lines still apply). New roles get their password at once; existing roles get theirs
+    in :attr:`GlobalsPlan.passwords`, except the roles in ``keep``, whose passwords are left as they are.
     """
     out: list[str] = []
-    roles: dict[str, list[str]] = {"create": [], "update": [], "password_kept": []}
+    later: list[str] = []
+    roles: dict[str, list[str]] = {"create": [], "update": [], "password_kept": [], "password_from_backup": []}
     spaces: dict[str, list[str]] = {"create": [], "exist": []}
     for line in sql_text.splitlines():
         space = _CREATE_TABLESPACE_RE.match(line)
@@ -709,17 +723,22 @@ def plan_globals(
             if name in existing:
                 continue
         alter = _ALTER_ROLE_RE.match(line)
-        if alter and alter.group("pw") and _unquote(alter.group("name")) in keep:
-            roles["password_kept"].append(_unquote(alter.group("name")))
+        if alter and alter.group("pw") and _unquote(alter.group("name")) in existing:
+            name = _unquote(alter.group("name"))
+            if name in keep:
+                roles["password_kept"].append(name)
+            else:
+                roles["password_from_backup"].append(name)
+                later.append(f"ALTER ROLE {alter.group('name')} WITH{alter.group('pw')};")
             line = alter.group("head") + ";"
         out.append(line)
-    return "\n".join(out) + "\n", roles, spaces
+    return GlobalsPlan("\n".join(out) + "\n", "\n".join(later) + "\n" if later else "", roles, spaces)
 
 
-def run_psql(psql: str, target: PgTarget, script: bytes, what: str) -> None:
-    """Run ``script`` through ``psql -f -`` with ON_ERROR_STOP (password via env only)."""
+def run_psql(psql: str, target: PgTarget, script: bytes, what: str, *, atomic: bool = False) -> None:
+    """``psql -f -`` of ``script`` with ON_ERROR_STOP, in one transaction if ``atomic`` (password via env only)."""
     proc = subprocess.run(
-        [psql, "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        [psql, "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", *(["--single-transaction"] if atomic else []), "-f", "-"],
         input=script,
         env=target.child_env(),
         capture_output=True,
@@ -979,7 +998,7 @@ def restore(
     # Verify before destroy: the globals now, the dumps below (all of them before any change).
     globals_sql = b"".join(iter_verified(catalog.store, catalog.object_key(manifest, globals_record), globals_record))
     keep = (existing_roles if keep_target_passwords else set()) | {current_user}
-    script, roles, spaces = plan_globals(globals_sql.decode("utf-8"), existing_roles, keep, tablespaces)
+    globals_plan = plan_globals(globals_sql.decode("utf-8"), existing_roles, keep, tablespaces)
     plan = {
         "run_id": resolved,
         "target": target.where,
@@ -990,8 +1009,8 @@ def restore(
         "untouched": sorted(present - set(names)),
         "put_back_first": leftovers,
         "drop_replaced_copies": sorted(stale.values()),
-        "roles": roles,
-        "tablespaces": spaces,
+        "roles": globals_plan.roles,
+        "tablespaces": globals_plan.tablespaces,
         "jobs": jobs,
         "prior_sizes": sizes,
     }
@@ -1030,7 +1049,12 @@ def restore(
         for d, prior in leftovers.items():
             put_back(target, d, version_num)
             log.warning("put back the prior copy an interrupted restore left", database=d, prior_copy=prior)
-        run_psql(psql, target, script.encode("utf-8"), "restoring globals (roles)")
+        run_psql(psql, target, globals_plan.script.encode("utf-8"), "restoring globals (roles)")
+
+        def passwords() -> None:
+            if globals_plan.passwords:
+                what = "setting the backup's passwords of existing roles"
+                run_psql(psql, target, globals_plan.passwords.encode("utf-8"), what, atomic=True)
 
         def one(d: str) -> float:
             t0 = time.monotonic()
@@ -1040,10 +1064,11 @@ def restore(
             return round(time.monotonic() - t0, 3)
 
         if strategy == "swap":
-            timings, checked = swap_in(target, manifest, names, one, version_num)
+            timings, checked = swap_in(target, manifest, names, one, version_num, before_commit=passwords)
         else:
             timings = drop_first(target, names, one, version_num)
             checked = check_target(target, manifest, names)
+            passwords()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"dry_run": False, "plan": plan, "restored": names, "timings": timings, **checked}
@@ -1070,11 +1095,14 @@ def swap_in(
     names: list[str],
     restore_one: Callable[[str], float],
     version_num: int,
+    *,
+    before_commit: Callable[[], None],
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Restore ``names`` all-or-nothing: each old database waits renamed aside until all new ones check out.
 
-    Only then are the old copies dropped. Any failure before that (pg_restore, ANALYZE, a row-count
-    mismatch) drops the new databases and renames the old ones back, so the target is left as it was.
+    Then ``before_commit`` runs, and only then are the old copies dropped. Any failure before that
+    (pg_restore, ANALYZE, a row-count mismatch, ``before_commit``) drops the new databases and renames
+    the old ones back, so the target's databases are left as they were.
     """
     log = get_logger()
     timings: dict[str, float] = {}
@@ -1095,6 +1123,7 @@ def swap_in(
             log.info("database restored", database=d, seconds=timings[d], old_copy_kept_as=aside)
         current = None
         checked = check_target(target, manifest, names)
+        before_commit()
     except BaseException as exc:  # Ctrl-C too: the old databases go back
         raise rolled_back(exc, target, attempted, created, current, version_num) from exc
     kept = [d for d in names if d not in created]
@@ -1131,7 +1160,7 @@ def rolled_back(
     and the error is transient: the re-run puts them back before it does anything else.
     """
     cause = exc.message if isinstance(exc, StepError) else f"{type(exc).__name__}: {exc}"
-    where = f"at database {current!r}" if current else "in the row-count check"
+    where = f"at database {current!r}" if current else "after every database was restored"
     back: list[str] = []
     stuck: list[str] = []
     for d in reversed(attempted):
@@ -1163,7 +1192,8 @@ def rolled_back(
     return error_cls(
         f"restore into {target.where} failed {where}: {cause}; nothing was replaced: "
         f"{', '.join(sorted(back)) or 'no database'} back as before the restore "
-        "(roles and their passwords were already restored from the backup)",
+        "(roles the target lacked were created from the backup and existing ones got its attributes; "
+        "their passwords are unchanged)",
         hint=hint,
     )
 

@@ -352,6 +352,7 @@ def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
     backup = step(pg, store, "backup", "--databases", "app,aux")
     assert backup.code == 0
     pg.psql("UPDATE notes SET body = 'changed' WHERE id = 1", "aux")
+    pg.psql("ALTER ROLE app_owner PASSWORD 'changed-on-target'")  # what the apps use now
     before = {db: table_checksums(pg, db) for db in ("app", "aux")}
     oids = pg.psql("SELECT string_agg(datname || '=' || oid, ',' ORDER BY datname) FROM pg_database")
 
@@ -366,7 +367,8 @@ def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
         mismatch = step(pg, store, "restore", "--confirm")
         assert mismatch.code == 3, mismatch.stdout
         error = mismatch.error
-        assert "failed in the row-count check" in error and "aux.public.notes: 200 rows, expected 201" in error
+        assert "failed after every database was restored" in error
+        assert "aux.public.notes: 200 rows, expected 201" in error and "passwords are unchanged" in error
         assert "nothing was replaced: app, aux back as before the restore" in error and "\n" not in error
         with pytest.raises(psycopg2.OperationalError):  # the old aux's sessions were ended for the swap
             idle.cursor().execute("SELECT 1")
@@ -374,6 +376,7 @@ def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
         idle.close()
     assert {db: table_checksums(pg, db) for db in ("app", "aux")} == before
     assert pg.psql("SELECT string_agg(datname || '=' || oid, ',' ORDER BY datname) FROM pg_database") == oids
+    assert can_login(pg, "app_owner", "changed-on-target")  # the failed restore did not lock the apps out
 
     # a copy an earlier restore replaced but could not drop, and one of a database not being restored
     replaced, other = aside_name("aux", "stale"), aside_name("gone")
@@ -388,6 +391,8 @@ def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
         done = step(pg, store, "restore", "--confirm")
         assert done.code == 0, done.stdout
         assert pg.psql("SELECT body FROM notes WHERE id = 1", "aux") == "n1"
+        assert done.result["plan"]["roles"]["password_from_backup"] == ["app_owner"]
+        assert can_login(pg, "app_owner", APP_ROLE_PASSWORD)  # a restore that checks out sets the backup's
         aside = pg.psql("SELECT string_agg(datname, ',') FROM pg_database WHERE datname ~ '^tdr_(prior|stale)_'")
         assert aside == other  # the replaced copy is gone; the other database's is not this restore's to drop
     finally:
