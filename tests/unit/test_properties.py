@@ -1,4 +1,4 @@
-"""Property-based bad input: config loader, run ids, manifest parsing and step flags.
+"""Property-based bad input: config loader, run ids, manifest parsing, step flags, aside names.
 
 Whatever the input, the result is either success or a one-line error with exit 2 or 3 — never a
 traceback or another exception type.
@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from steps.catalog import cli as catalog_cli
+from steps.postgres import _ASIDE_RE, aside_name
 from steps.runtime import run
 from steps.runtime.errors import ExitCode, IntegrityError, UsageError
 from steps.storage.catalog import run_id_time
@@ -184,3 +185,19 @@ def test_catalog_flags_never_traceback(action: str, flags: list[tuple[str, int]]
 
 def test_default_config_roundtrips_through_yaml() -> None:
     assert parse_config(yaml.safe_load(yaml.safe_dump(DEFAULT_DICT))) == DEFAULT
+
+
+pg_names = st.text(
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=63
+).filter(lambda n: len(n.encode()) <= 63)
+
+
+@given(pg_names, pg_names)
+def test_aside_names_fit_postgres_and_never_collide_or_pass_for_a_database(db: str, other: str) -> None:
+    prior, stale = aside_name(db), aside_name(db, "stale")
+    for name in (prior, stale):
+        assert len(name.encode()) <= 63  # NAMEDATALEN - 1: PostgreSQL would truncate a longer one silently
+        assert _ASIDE_RE.match(name)  # so backups and the plan never take it for a tenant database
+    assert prior.startswith("tdr_prior_") and stale.startswith("tdr_stale_") and prior != stale
+    if other != db:  # one per database, even when two long names share their first 50 bytes
+        assert aside_name(other) != prior
