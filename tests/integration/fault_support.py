@@ -46,6 +46,16 @@ def prior_copies(pg: PostgresServer) -> list[str]:
     return pg.psql("SELECT datname FROM pg_database WHERE datname ~ '^tdr_(prior|stale)_' ORDER BY 1").split()
 
 
+def pg_backup_then_change(pg: PostgresServer, store: str) -> dict[str, str]:
+    """Back up ``alpha`` and ``beta``, then change both; returns their content as backed up."""
+    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
+    assert backup.code == 0, backup.stdout
+    expected = pg_content(pg)
+    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+    return expected
+
+
 def pg_content(pg: PostgresServer) -> dict[str, str]:
     """Row count and an ordered md5 of every row, per database (``absent`` when it does not exist)."""
     present = set(pg.psql("SELECT datname FROM pg_database").split())

@@ -20,6 +20,7 @@ from tests.integration.fault_support import (
     BULK_ROWS,
     assert_incomplete,
     catalog_step,
+    pg_backup_then_change,
     pg_content,
     pg_step,
     prior_copies,
@@ -78,11 +79,7 @@ def test_pg_backup_survives_a_stall_mid_dump_and_restores_identically(
 
 def test_pg_restore_reset_mid_restore_puts_every_old_database_back(seeded_pg: PostgresServer, tmp_path: Path) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
-    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
-    assert backup.code == 0, backup.stdout
-    expected = pg_content(pg)
-    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
-    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+    expected = pg_backup_then_change(pg, store)
     before = pg_content(pg)
 
     # pg_restore's connection is reset once it has sent 512 KiB: in beta's COPY, after alpha is done
@@ -108,11 +105,7 @@ def test_pg_restore_reset_mid_restore_with_drop_first_says_which_databases_it_le
     seeded_pg: PostgresServer, tmp_path: Path
 ) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
-    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
-    assert backup.code == 0, backup.stdout
-    expected = pg_content(pg)
-    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
-    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+    expected = pg_backup_then_change(pg, store)
 
     with FaultProxy(pg.port, FaultPlan(reset_after=512 * KIB)) as proxy:
         broken = pg_step(pg, store, "restore", "--confirm", "--jobs", "1", "--strategy", "drop-first", port=proxy.port)

@@ -25,6 +25,7 @@ from tests.integration.fault_support import (
     catalog_of,
     catalog_step,
     pg_args,
+    pg_backup_then_change,
     pg_content,
     pg_step,
     prior_copies,
@@ -124,33 +125,34 @@ def test_redis_backup_killed_mid_upload_then_rerun_converges(seeded_redis: Redis
 # ---- restores -----------------------------------------------------------------------------------
 
 
+def kill_once_alpha_is_replaced(pg: PostgresServer, store: str, tmp_path: Path, *extra: str) -> None:
+    """Run ``restore --confirm`` and SIGKILL it once ``alpha`` is no longer the database it was."""
+    watch = psycopg2.connect(pg.dsn())
+    watch.autocommit = True
+
+    def oid() -> int | None:
+        with watch.cursor() as cur:
+            cur.execute("SELECT oid FROM pg_database WHERE datname = 'alpha'")
+            row = cur.fetchone()
+        return int(row[0]) if row else None
+
+    alpha = oid()
+    args = pg_args(pg, store, "restore", "--confirm", *extra, "--work-dir", str(tmp_path))
+    step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
+    try:
+        step.kill_when(lambda: oid() != alpha)
+    finally:
+        watch.close()
+
+
 def test_pg_restore_killed_after_renaming_the_first_database_aside_then_rerun_puts_it_back_and_converges(
     seeded_pg: PostgresServer, tmp_path: Path
 ) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
-    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
-    assert backup.code == 0, backup.stdout
-    expected = pg_content(pg)
-    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
-    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+    expected = pg_backup_then_change(pg, store)
     before = pg_content(pg)
 
-    watch = psycopg2.connect(pg.dsn())
-    watch.autocommit = True
-
-    def oid(db: str) -> int | None:
-        with watch.cursor() as cur:
-            cur.execute("SELECT oid FROM pg_database WHERE datname = %s", (db,))
-            row = cur.fetchone()
-        return int(row[0]) if row else None
-
-    alpha = oid("alpha")
-    args = pg_args(pg, store, "restore", "--confirm", "--work-dir", str(tmp_path))
-    step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
-    try:
-        step.kill_when(lambda: oid("alpha") != alpha)  # alpha renamed aside (maybe recreated), beta not yet done
-    finally:
-        watch.close()
+    kill_once_alpha_is_replaced(pg, store, tmp_path)  # renamed aside (maybe recreated), beta not yet done
     aside = prior_copies(pg)
     assert len(aside) == 1 and aside[0].endswith("_alpha")  # the old alpha, kept whole under another name
     assert pg.psql("SELECT count(*) FROM notes WHERE body = 'changed'", aside[0]) == "300"
@@ -172,28 +174,9 @@ def test_pg_restore_with_drop_first_killed_after_dropping_the_first_database_the
     seeded_pg: PostgresServer, tmp_path: Path
 ) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
-    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
-    assert backup.code == 0, backup.stdout
-    expected = pg_content(pg)
-    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
-    pg.psql("DELETE FROM bulk WHERE id > 100", "beta")
+    expected = pg_backup_then_change(pg, store)
 
-    watch = psycopg2.connect(pg.dsn())
-    watch.autocommit = True
-
-    def oid(db: str) -> int | None:
-        with watch.cursor() as cur:
-            cur.execute("SELECT oid FROM pg_database WHERE datname = %s", (db,))
-            row = cur.fetchone()
-        return int(row[0]) if row else None
-
-    alpha = oid("alpha")
-    args = pg_args(pg, store, "restore", "--confirm", "--strategy", "drop-first", "--work-dir", str(tmp_path))
-    step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
-    try:
-        step.kill_when(lambda: oid("alpha") != alpha)  # alpha dropped (maybe recreated), beta not yet done
-    finally:
-        watch.close()
+    kill_once_alpha_is_replaced(pg, store, tmp_path, "--strategy", "drop-first")  # dropped, beta not yet done
     assert pg_content(pg) != expected  # the kill left the target half-way
     assert prior_copies(pg) == []
 
@@ -242,10 +225,7 @@ def test_pg_restore_whose_second_pg_restore_fails_puts_both_databases_back(
     seeded_pg: PostgresServer, tmp_path: Path
 ) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
-    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
-    assert backup.code == 0, backup.stdout
-    expected = pg_content(pg)
-    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    expected = pg_backup_then_change(pg, store)
     before = pg_content(pg)
     broken = pg_step(pg, store, "restore", "--confirm", "--pg-bin-dir", str(failing_second_pg_restore(tmp_path)))
     assert broken.code == 1, broken.stdout
@@ -264,10 +244,7 @@ def test_pg_restore_with_drop_first_whose_second_pg_restore_fails_says_beta_is_d
     seeded_pg: PostgresServer, tmp_path: Path
 ) -> None:
     pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
-    backup = pg_step(pg, store, "backup", "--databases", "alpha,beta")
-    assert backup.code == 0, backup.stdout
-    expected = pg_content(pg)
-    pg.psql("UPDATE notes SET body = 'changed'", "alpha")
+    expected = pg_backup_then_change(pg, store)
     shim = failing_second_pg_restore(tmp_path)
     broken = pg_step(pg, store, "restore", "--confirm", "--strategy", "drop-first", "--pg-bin-dir", str(shim))
     assert broken.code == 1, broken.stdout
