@@ -4,8 +4,9 @@ Backup: BGSAVE and wait for it, then fetch an RDB the way ``redis-cli --rdb`` do
 plain socket, both the ``$<len>`` and the diskless ``$EOF:<mark>`` payload forms) and stream it
 through zstd into the store. Restore (online): verify the RDB, load it into an ephemeral local
 ``redis-server`` started by the step, then SCAN + DUMP/PTTL → RESTORE REPLACE (pipelined) into the
-target, every database, TTLs kept. The password comes from ``REDIS_PASSWORD`` or ``--password-file``
-and never appears in an argument or a log line.
+target, every database, TTLs kept: over what it holds, after ``FLUSHALL``, or (``--mode swap``) into
+spare databases that ``SWAPDB`` moves into place once checked. The password comes from
+``REDIS_PASSWORD`` or ``--password-file`` and never appears in an argument or a log line.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ MARK_LEN = 40
 RECV_SIZE = 1 << 20
 SCAN_BATCH = 1000
 COPY_BUDGET = 16 << 20  # bytes of DUMP payloads fetched per batch
+STAGING_MARKER = b"tenant-dr:staging"  # marks a database a --swap restore is filling
 _AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "invalid password", "AUTH", "NOPERM", "invalid username")
 
 cli = component(COMPONENT, "Redis: RDB fetched over the replication protocol to the catalog; online restore.")
@@ -734,7 +736,9 @@ def restore_refused(message: str, reply: redis.ResponseError) -> StepError:
     """The contract's error for a target that refused a RESTORE, with the fix for the usual reasons."""
     if isinstance(reply, redis.exceptions.NoPermissionError):
         return UsageError(
-            message, hint="the Redis user needs the restore and flushall commands (ACL +restore +flushall)"
+            message,
+            hint="the Redis user needs the restore and flushall commands (ACL +restore +flushall; "
+            "--mode swap also +swapdb +flushdb +set +del)",
         )
     if isinstance(reply, redis.exceptions.ReadOnlyError):
         return UsageError(message, hint="--url points at a read-only replica; point it at the primary")
@@ -858,12 +862,13 @@ def probe_restore(source: RedisTarget, target: RedisTarget, loaded: dict[str, An
         dst.close()
 
 
-def check_room(source: RedisTarget, target: RedisTarget) -> None:
-    """Refuse (exit 3) a ``--flush`` restore whose data cannot fit under the target's ``maxmemory``, before the flush.
+def check_room(source: RedisTarget, target: RedisTarget, *, flush: bool) -> None:
+    """Refuse (exit 3), before anything changes, a restore whose data cannot fit under the target's ``maxmemory``.
 
     The need is the ephemeral server's ``used_memory_dataset``; the room is ``maxmemory`` minus what
-    the target uses apart from its own dataset (which the flush frees). Otherwise the copy would stop
-    part-way on OOM, or, under an eviction policy, evict restored keys, with the target already flushed.
+    the target uses, apart from its own dataset if ``flush`` frees it (``--flush``), all of it if not
+    (``--swap`` holds the old and the new data until the swap). Otherwise the copy would stop part-way
+    on OOM, or, under an eviction policy, evict keys.
     """
     src, dst = source.client(), target.client()
     try:
@@ -872,27 +877,32 @@ def check_room(source: RedisTarget, target: RedisTarget) -> None:
         if not limit:
             return
         needed = int(src.info("memory")["used_memory_dataset"])
-        room = limit - (int(theirs["used_memory"]) - int(theirs["used_memory_dataset"]))
+        used = int(theirs["used_memory"]) - (int(theirs["used_memory_dataset"]) if flush else 0)
+        room = limit - used
         if needed > room:
+            after = "after --flush" if flush else "beside its current data (--swap keeps both until the swap)"
             raise IntegrityError(
                 f"the backup's data takes about {needed} bytes in Redis, more than the {max(room, 0)} bytes the "
-                f"target {target.where} would have under its maxmemory ({limit}) after --flush; "
+                f"target {target.where} would have under its maxmemory ({limit}) {after}; "
                 "nothing was flushed or restored",
-                hint="raise the target's maxmemory or use a larger instance, then restore again",
+                hint="raise the target's maxmemory or use a larger instance, then restore again"
+                + ("" if flush else "; or restore with --flush instead of --swap"),
             )
     finally:
         src.close()
         dst.close()
 
 
-def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progress) -> int:
+def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progress, into: int | None = None) -> int:
     """Copy every key of ``db`` from ``src`` (the ephemeral server) into ``dst``: DUMP → RESTORE REPLACE, TTLs kept.
 
-    Batch n+1 is fetched from the source while the target is still restoring batch n. Returns keys copied.
+    The keys land in the target's ``into`` database (default: ``db``). Batch n+1 is fetched from the
+    source while the target is still restoring batch n. Returns keys copied.
     """
-    source, target = src.client(db), dst.client(db)
+    into = db if into is None else into
+    source, target = src.client(db), dst.client(into)
     script = source.register_script(_COPY_BATCH_LUA)
-    restorer = _Restorer(target, db, dst.where)
+    restorer = _Restorer(target, into, dst.where)
     copied = 0
 
     def fetch(cursor: bytes) -> tuple[bytes, list[RestoreArgs], list[bytes]]:
@@ -925,6 +935,164 @@ def copy_database(src: RedisTarget, dst: RedisTarget, db: int, progress: Progres
         target.close()
 
 
+def on_db(target: RedisTarget, db: int, *command: str | bytes | int) -> Any:
+    """Run one command on database ``db`` of ``target`` over a connection of its own."""
+    client = target.client(db)
+    try:
+        return client.execute_command(*command)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+
+
+def staging_databases(target: RedisTarget, wanted: list[int]) -> tuple[dict[int, int], list[int]]:
+    """For each database of ``wanted``, an empty database of the target to fill before ``SWAPDB``.
+
+    A database that holds :data:`STAGING_MARKER` is a killed ``--swap`` restore's leftover: it is used
+    first and returned in the second list, to be emptied before the copy. Then empty databases, highest
+    first. Refuses (exit 3) a target without enough of them (Redis Cluster has only db0).
+    """
+    client = target.client()
+    try:
+        count = int(str(client.config_get("databases").get("databases") or 16))
+    except redis.ResponseError:
+        count = 16  # CONFIG refused (managed services): SELECT below tells which databases exist
+    finally:
+        client.close()
+    empty: list[int] = []
+    leftovers: list[int] = []
+    for db in reversed(range(count)):
+        if db in wanted:
+            continue
+        probe = target.client(db)
+        try:
+            size = int(probe.dbsize())
+            if size and probe.exists(STAGING_MARKER):
+                leftovers.append(db)
+            elif not size:
+                empty.append(db)
+        except redis.ResponseError as exc:
+            if "out of range" not in str(exc):
+                raise
+        finally:
+            probe.close()
+    free = leftovers + empty
+    if free:
+        try:  # a no-op that the ACL and Redis Cluster refuse like the real one
+            on_db(target, 0, "SWAPDB", free[0], free[0])
+        except redis.ResponseError as exc:
+            raise UsageError(
+                f"Redis at {target.where} refused SWAPDB, which --mode swap needs: {exc}; nothing was changed",
+                hint="allow +swapdb for the user (Redis Cluster has no SWAPDB), or restore with --flush",
+            ) from exc
+    if len(free) < len(wanted):
+        raise IntegrityError(
+            f"--swap restores each of the backup's {len(wanted)} database(s) into an empty database of "
+            f"{target.where} first, and it has {len(free)} besides the backup's own; nothing was changed",
+            hint="restore with --flush instead (not atomic), or raise 'databases' in the target's configuration",
+        )
+    return dict(zip(wanted, free, strict=False)), leftovers
+
+
+def staged_problems(want: dict[str, Any], got: dict[str, Any], expires: int) -> list[str]:
+    """How a staged database differs from what was loaded, allowing keys with a TTL that expired meanwhile."""
+    problems = diff_counts({"0": want}, {"0": got})
+    short = want["keys"] - got["keys"]
+    fewer = all(got["types"].get(t, 0) <= n for t, n in want["types"].items()) and set(got["types"]) <= set(
+        want["types"]
+    )
+    return [] if not problems or (0 < short <= expires and fewer) else problems
+
+
+def swap_in(
+    source: RedisTarget,
+    target: RedisTarget,
+    loaded: dict[str, Any],
+    staging: dict[int, int],
+    leftovers: list[int],
+    run_id: str,
+    progress: Progress,
+) -> dict[str, int]:
+    """Fill the staging databases, check them against ``loaded``, then ``SWAPDB`` each into place.
+
+    Until the swaps nothing the target's clients see changes: a failure empties the staging databases
+    and says the target is as it was. After each swap the old data (now in the staging database) is
+    dropped with ``FLUSHDB ASYNC``. Returns keys copied per database.
+    """
+    log = get_logger()
+    expires = {db: v["expires"] for db, v in keyspace(source.client()).items()}
+    copied: dict[str, int] = {}
+    try:
+        for db in leftovers:
+            on_db(target, db, "FLUSHDB")
+            log.warning("emptied what a killed --swap restore left", db=db)
+        for db, into in staging.items():
+            on_db(target, into, "SET", STAGING_MARKER, run_id)
+            copied[str(db)] = copy_database(source, target, db, progress, into=into)
+        staged = type_counts(target, [str(s) for s in staging.values()])
+        problems: list[str] = []
+        for db, into in staging.items():
+            want = dict(loaded[str(db)])
+            types: Counter[str] = Counter(want["types"])
+            types["string"] += 1  # the marker
+            want = {"keys": want["keys"] + 1, "types": dict(types)}
+            problems += [
+                f"db{db} (staged in db{into}) {p.split(' ', 1)[1]}"
+                for p in staged_problems(want, staged[str(into)], expires.get(str(db), 0))
+            ]
+        if problems:
+            raise IntegrityError(
+                f"the staged copy differs from the loaded backup: {'; '.join(problems[:20])}",
+                hint="keys may have been written into the staging database meanwhile; restore again",
+            )
+        for into in staging.values():
+            on_db(target, into, "DEL", STAGING_MARKER)
+    except BaseException as exc:
+        raise nothing_swapped(exc, target, staging) from exc
+    swapped: list[int] = []
+    for db, into in staging.items():
+        try:
+            on_db(target, 0, "SWAPDB", db, into)
+        except (redis.RedisError, OSError) as exc:
+            for spare in list(staging.values())[len(swapped) :]:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    on_db(target, spare, "FLUSHDB")
+            done = ", ".join(f"db{d}" for d in swapped) or "none"
+            raise TransientError(
+                f"SWAPDB {db} {into} on {target.where} failed: {exc}; swapped in so far: {done}; db{db} and the "
+                f"ones after it were not replaced (their copies in the spare databases are emptied if possible)",
+                hint="re-run the restore",
+            ) from exc
+        swapped.append(db)
+        on_db(target, into, "FLUSHDB", "ASYNC")
+        log.info("database swapped in; its old data is being freed", db=db, staged_in=into)
+    return copied
+
+
+def nothing_swapped(exc: BaseException, target: RedisTarget, staging: dict[int, int]) -> StepError:
+    """``exc`` (same exit code) restated: the target's databases are as they were; the staging ones emptied."""
+    emptied: list[int] = []
+    for into in staging.values():
+        with contextlib.suppress(redis.RedisError, OSError):
+            on_db(target, into, "FLUSHDB")
+            emptied.append(into)
+    stuck = [db for db in staging.values() if db not in emptied]
+    cause = exc.message if isinstance(exc, StepError) else f"{type(exc).__name__}: {exc}"
+    get_logger().error("restore failed before the swap; target databases untouched", emptied=emptied, not_emptied=stuck)
+    left = (
+        f"; db{', db'.join(map(str, stuck))} still hold part of the copy, marked with the key "
+        f"{STAGING_MARKER.decode()} (the next --swap restore empties them)"
+        if stuck
+        else ""
+    )
+    hint = exc.hint if isinstance(exc, StepError) and exc.hint else None
+    again = "re-run the restore"
+    return (type(exc) if isinstance(exc, StepError) else TransientError)(
+        f"restore into {target.where} failed before the swap: {cause}; nothing was replaced: "
+        f"db{', db'.join(map(str, staging))} as before the restore{left}",
+        hint=f"{hint}; then {again}" if hint else again,
+    )
+
+
 def stopped_part_way(
     exc: StepError, target: RedisTarget, flushed: bool, done: list[str], current: str, rest: list[str]
 ) -> StepError:
@@ -943,7 +1111,17 @@ def stopped_part_way(
 @action(cli, help_text="Restore a run's RDB into the target online (DUMP/RESTORE); without --confirm only the plan.")
 @catalog_options
 @redis_options
-@click.option("--flush", is_flag=True, default=False, help="FLUSHALL the target first (needs --confirm).")
+@click.option("--flush", is_flag=True, default=False, help="FLUSHALL the target first (the same as --mode flush).")
+@click.option(
+    "--mode",
+    envvar="TENANT_DR_REDIS_MODE",
+    type=click.Choice(["merge", "flush", "swap"]),
+    default="merge",
+    show_default=True,
+    help="merge: RESTORE REPLACE over what the target holds. flush: FLUSHALL first. swap: fill empty databases of "
+    "the target, check them, then SWAPDB each into place (a failure changes nothing clients see; needs spare "
+    "databases and memory for both copies).",
+)
 @click.option(
     "--redis-server",
     "redis_server_bin",
@@ -968,6 +1146,7 @@ def restore(
     timeout: float,
     run_id: str | None,
     flush: bool,
+    mode: str,
     redis_server_bin: str,
     work_dir: str | None,
     operation: str | None,
@@ -975,6 +1154,10 @@ def restore(
 ) -> dict[str, Any]:
     """Verify the RDB, load it into an ephemeral redis-server and copy every key into the target."""
     log = get_logger()
+    if flush and mode not in ("merge", "flush"):
+        raise UsageError(f"--flush and --mode {mode} exclude each other", hint="pass one of them")
+    mode = "flush" if flush else mode
+    flush, swap = mode == "flush", mode == "swap"
     resolved = catalog.resolve(run_id or "latest", COMPONENT)
     manifest = catalog.read_manifest(resolved, COMPONENT)
     record = next((o for o in manifest.objects if o.meta.get("kind") == "rdb"), None)
@@ -987,13 +1170,19 @@ def restore(
         client.ping()
         prior = keyspace(client)
         check_databases(target, expected)
+        if swap:
+            staging, leftovers = staging_databases(target, [int(d) for d, v in expected.items() if v.get("keys")])
     plan = {
         "run_id": resolved,
         "target": target.where,
+        "mode": mode,
         "flush": flush,
         "target_keys_before": {db: v["keys"] for db, v in prior.items()},
         "keys_to_restore": {db: v["keys"] for db, v in expected.items()},
     }
+    if swap:
+        plan["swap_into"] = {str(db): into for db, into in staging.items()}
+        plan["empty_first"] = leftovers
     key = catalog.object_key(manifest, record)
     if not confirm:
         with Progress("verify rdb", record.raw_size) as progress:
@@ -1021,21 +1210,28 @@ def restore(
             with translated(target, "restore"):
                 probe_restore(source, target, loaded)
                 if flush:
-                    check_room(source, target)
+                    check_room(source, target, flush=True)
                     client.flushall()
                     log.info("target flushed", target=target.where)
+                if swap:
+                    staging, leftovers = staging_databases(target, [int(d) for d, v in loaded.items() if v["keys"]])
+                    check_room(source, target, flush=False)
                 total = sum(v["keys"] for v in loaded.values())
                 copied: dict[str, int] = {}
                 with Progress("restore keys", total) as progress:
-                    for i, db in enumerate(loaded):
+                    if swap:
+                        copied = swap_in(source, target, loaded, staging, leftovers, resolved, progress)
+                    for i, db in enumerate(loaded if not swap else []):
                         try:
                             with translated(target, f"restoring db{db}"):
                                 copied[db] = copy_database(source, target, int(db), progress)
                         except StepError as exc:
                             raise stopped_part_way(exc, target, flush, list(copied), db, list(loaded)[i + 1 :]) from exc
                 copy_s = round(time.monotonic() - t0, 3)
-                after = type_counts(target, sorted(set(loaded) | set(keyspace(client)), key=int))
-                problems = diff_counts(loaded, after, at_least=not flush)
+                # --swap replaces the backup's databases only; the others are the target's own
+                dbs = set(loaded) if swap else set(loaded) | set(keyspace(client))
+                after = type_counts(target, sorted(dbs, key=int))
+                problems = diff_counts(loaded, after, at_least=mode == "merge")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if problems:

@@ -203,6 +203,32 @@ def test_redis_restore_killed_mid_copy_then_rerun_converges(seeded_redis: RedisS
     assert redis_content(srv) == expected
 
 
+def test_redis_swap_restore_killed_mid_copy_leaves_the_clients_data_then_rerun_converges(
+    seeded_redis: RedisServer, tmp_path: Path
+) -> None:
+    srv, store = seeded_redis, f"file://{tmp_path / 'store'}"
+    expected = redis_content(srv)
+    assert redis_step(srv, store, "backup").code == 0
+    srv.client().delete(*[f"k:{i}" for i in range(0, REDIS_KEYS, 2)])
+    srv.client().set("written:after-the-backup", "still the clients' data")
+    before = redis_content(srv)
+    # the staging databases fill while the clients' db0 and db3 stay as they are; killed mid-copy
+    with FaultProxy(srv.port, FaultPlan(stall_after=4 * KIB, stall_seconds=5, max_injected=1)) as proxy:
+        args = redis_args(f"redis://127.0.0.1:{proxy.port}", store, "restore", "--confirm", "--mode", "swap")
+        step = KilledStep("redis", args, {"REDIS_PASSWORD": srv.password or ""}, tmp_path / "killed")
+        staging = srv.client(15)
+        step.kill_when(lambda: proxy.injected == 1 and staging.dbsize() > 1)
+    assert redis_content(srv) == before  # nothing the clients see changed
+    assert 1 < staging.dbsize() < REDIS_KEYS and staging.exists("tenant-dr:staging")
+
+    again = redis_step(srv, store, "restore", "--confirm", "--mode", "swap")
+    assert again.code == 0, again.stdout
+    assert "emptied what a killed --swap restore left" in again.stderr
+    assert again.result["plan"]["empty_first"] == [15]
+    assert redis_content(srv) == expected
+    assert all(srv.client(db).dbsize() == 0 for db in range(4, 16))  # staging emptied, old data freed
+
+
 def failing_second_pg_restore(tmp_path: Path) -> Path:
     """A ``--pg-bin-dir`` whose pg_restore fails at once on its second run (the real tools otherwise)."""
     shim = tmp_path / "bin"

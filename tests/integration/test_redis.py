@@ -375,3 +375,98 @@ def test_database_count_is_checked_before_the_target_is_touched(source: RedisSer
         assert many_target.client(20).get("in-db20") == b"twenty" and many_target.client(20).ttl("in-db20") > 3500
         assert many_target.client(0).get("in-db0") == b"zero"
         assert step(many_target, store, "verify").code == 0
+
+
+def small_tenant(srv: RedisServer) -> None:
+    """Keys of every kind in db0 and db2 only (a tenant that leaves most databases free)."""
+    for db in (0, 2):
+        r = srv.client(db)
+        r.flushdb()
+        r.set("str", f"value-{db}")
+        r.set("ttl", "expires later", ex=3600)
+        r.hset("hash", mapping={f"f{i}": "x" * 40 for i in range(200)})
+        r.rpush("list", *range(100))
+        r.zadd("zset", {f"m{i}": i for i in range(100)})
+        r.sadd("set", *range(30))
+        r.xadd("stream", {"f": "v"})
+        for i in range(2000):
+            r.set(f"bulk:{i}", os.urandom(64))
+
+
+def test_swap_restore_replaces_the_backups_databases_whole_and_leaves_the_others(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    with redis_server(password="swap-src-Redis-pw-1") as src, redis_server(password="swap-dst-Redis-pw-2") as dst:
+        small_tenant(src)
+        expected = {k: v for k, v in snapshot(src).items() if k[0] in (0, 2)}
+        assert step(src, store, "backup").code == 0
+        dst.client(0).set("stale", "not in the backup: gone after the swap")
+        dst.client(0).set("str", "older value")
+        dst.client(5).set("other-db", "the app's own, not in the backup")
+
+        plan = step(dst, store, "restore", "--mode", "swap")
+        assert plan.code == 0 and plan.result["plan"]["swap_into"] == {"0": 15, "2": 14}, plan.stdout
+        assert dst.client(0).get("str") == b"older value"  # a plan changes nothing
+
+        done = step(dst, store, "restore", "--mode", "swap", "--confirm")
+        assert done.code == 0, done.stdout
+        got = snapshot(dst)
+        assert_same(expected, {k: v for k, v in got.items() if k[0] in (0, 2)})
+        assert {k for k in got if k[0] not in (0, 2)} == {(5, b"other-db")}  # staging freed, db5 untouched
+        assert "database swapped in; its old data is being freed" in done.stderr
+
+        flush_too = step(dst, store, "restore", "--flush", "--mode", "swap", "--confirm")
+        assert flush_too.code == 2 and "exclude each other" in flush_too.error
+
+        dst.client().execute_command("ACL", "SETUSER", "noswap", "on", ">noswap-Pw-5", "~*", "+@all", "-swapdb")
+        dst.client(0).set("str", "changed again")
+        args = ["--tenant", TENANT, "--store", store, "--url", f"redis://noswap@127.0.0.1:{dst.port}"]
+        no_swapdb = run_step(
+            "redis", ["restore", *args, "--mode", "swap", "--confirm"], env={"REDIS_PASSWORD": "noswap-Pw-5"}
+        )
+        assert no_swapdb.code == 2, no_swapdb.stdout
+        assert "refused SWAPDB, which --mode swap needs" in no_swapdb.error and "+swapdb" in no_swapdb.error
+        assert dst.client(0).get("str") == b"changed again" and dst.client(15).dbsize() == 0
+
+
+def test_swap_restore_that_fails_before_the_swap_changes_nothing_clients_see(tmp_path: Path) -> None:
+    """OOM while the staging database fills: exit 3, the target's db0 as it was, staging emptied."""
+    store = f"file://{tmp_path / 'store'}"
+    with (
+        redis_server(password="swap-big-Redis-pw-3", config="enable-debug-command yes\n") as big,
+        redis_server(password="swap-full-Redis-pw-4") as full,
+    ):
+        big.client().execute_command("DEBUG", "POPULATE", 200_000, "k", 64)
+        assert step(big, store, "backup", "--no-bgsave").code == 0
+        for i in range(500):
+            full.client().set(f"k:{i}", f"the clients' value {i}")
+        staging = full.client(15)
+
+        def lower_the_limit_once_copying() -> None:
+            deadline = time.monotonic() + 60
+            while staging.dbsize() < 1000 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            staging.config_set("maxmemory", int(staging.info("memory")["used_memory"]) + 65536)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            lowering = pool.submit(lower_the_limit_once_copying)
+            broken = step(full, store, "restore", "--mode", "swap", "--confirm")
+            lowering.result()
+        assert broken.code == 3, broken.stdout
+        assert "failed before the swap" in broken.error and "used memory > 'maxmemory'" in broken.error
+        assert "nothing was replaced: db0 as before the restore" in broken.error and "\n" not in broken.error
+        assert full.client().dbsize() == 500 and full.client().get("k:7") == b"the clients' value 7"
+        assert staging.dbsize() == 0
+
+
+def test_swap_restore_needs_spare_databases_and_says_so_before_anything(
+    source: RedisServer, target: RedisServer, tmp_path: Path
+) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    assert step(source, store, "backup").code == 0  # keys in all 16 databases
+    target.client(0).set("precious", "kept")
+    for args in (["restore", "--mode", "swap"], ["restore", "--mode", "swap", "--confirm"]):
+        refused = step(target, store, *args)
+        assert refused.code == 3, refused.stdout
+        assert "--swap restores each of the backup's 16 database(s) into an empty database" in refused.error
+        assert "--flush instead" in refused.error and "\n" not in refused.error
+    assert target.client(0).get("precious") == b"kept"
