@@ -157,6 +157,11 @@ class Redis(_Model):
         True,
         description="BGSAVE before fetching the RDB (refreshes the server's dump.rdb); false skips that second fork",
     )
+    restore_mode: Literal["flush", "swap"] = Field(
+        "flush",
+        description="flush empties the target before the copy; swap copies into spare databases and SWAPDBs them "
+        "in (nothing changes for clients if it fails; needs spare databases and memory for both copies)",
+    )
 
     @field_validator("url")
     @classmethod
