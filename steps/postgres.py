@@ -810,8 +810,12 @@ def restore_database(
     pg_restore: str,
     jobs: int,
     local: Path | None,
+    vacuumdb: str | None,
 ) -> None:
-    """``pg_restore -C`` one database (from ``local`` with ``-j``, or streamed for one job), then ANALYZE."""
+    """``pg_restore -C`` one database (from ``local`` with ``-j``, or streamed for one job), then ANALYZE.
+
+    With ``vacuumdb`` (``--jobs`` > 1) ANALYZE runs as ``vacuumdb --analyze-only -j``, tables in parallel.
+    """
     maint = other_database(target, db)
     argv = [pg_restore, "-w", "-C", "--exit-on-error", "-d", maint]
     what = f"pg_restore of database {db!r}"
@@ -838,8 +842,22 @@ def restore_database(
             with contextlib.suppress(BrokenPipeError):
                 stdin.close()
         producer.finish()
-    with connection(target, db) as conn:
-        query(conn, "ANALYZE")
+    if vacuumdb is None:
+        with connection(target, db) as conn:
+            query(conn, "ANALYZE")
+        return
+    analyzed = subprocess.run(
+        [vacuumdb, "-w", "-q", "--analyze-only", "--jobs", str(jobs)],
+        env=target.child_env(db),  # PGDATABASE: a database name is never parsed as a connection string
+        capture_output=True,
+        check=False,
+    )
+    if analyzed.returncode != 0:
+        tail = " | ".join(analyzed.stderr.decode("utf-8", "replace").strip().splitlines()[-3:])
+        raise TransientError(
+            f"vacuumdb --analyze-only of database {db!r} failed (exit {analyzed.returncode}): {tail}",
+            hint="see vacuumdb's error; check the target server",
+        )
 
 
 def preflight(
@@ -978,6 +996,7 @@ def restore(
     target = make_target(host, port, user, password_file, maintenance_db)
     pg_restore, restore_major, _ = find_tool("pg_restore", pg_bin_dir)
     psql, _, _ = find_tool("psql", pg_bin_dir)
+    vacuumdb = find_tool("vacuumdb", pg_bin_dir)[0] if jobs > 1 else None
     if restore_major < int(manifest.source.get("pg_dump_major", 0)):
         raise UsageError(
             f"pg_restore {restore_major} cannot read dumps of pg_dump {manifest.source.get('pg_dump_major')}",
@@ -1058,7 +1077,7 @@ def restore(
 
         def one(d: str) -> float:
             t0 = time.monotonic()
-            restore_database(catalog, manifest, records[d], target, d, pg_restore, jobs, local[d])
+            restore_database(catalog, manifest, records[d], target, d, pg_restore, jobs, local[d], vacuumdb)
             if local[d] is not None:
                 local[d].unlink(missing_ok=True)  # type: ignore[union-attr]
             return round(time.monotonic() - t0, 3)

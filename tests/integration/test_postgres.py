@@ -158,6 +158,8 @@ def test_round_trip_identical_content(seeded: PostgresServer, store_url: str) ->
     assert pg.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'items'", "app") == "app_owner"
     assert can_login(pg, "app_owner", APP_ROLE_PASSWORD)  # the backup's role password
     assert can_login(pg, "postgres", pg.password)  # the connecting superuser keeps the target's
+    for db in ("app", "aux"):  # analysed (by vacuumdb -j 2): the planner has statistics at once
+        assert pg.psql("SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NULL", db) == "0"
 
     verify = step(pg, store_url, "verify", "--run-id", run_id)
     assert verify.code == 0 and verify.result["tables_checked"] == 5

@@ -233,7 +233,7 @@ def failing_second_pg_restore(tmp_path: Path) -> Path:
     """A ``--pg-bin-dir`` whose pg_restore fails at once on its second run (the real tools otherwise)."""
     shim = tmp_path / "bin"
     shim.mkdir()
-    for tool in ("pg_dump", "pg_dumpall", "psql"):
+    for tool in ("pg_dump", "pg_dumpall", "psql", "vacuumdb"):
         (shim / tool).symlink_to(pg_bin(tool))
     counter = tmp_path / "pg_restore.calls"
     script = shim / "pg_restore"
