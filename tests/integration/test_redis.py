@@ -298,31 +298,41 @@ def test_refused_restores_name_the_reason_and_the_fix(source: RedisServer, tmp_p
         assert [replica.client(db).dbsize() for db in range(16)] == synced and sum(synced) > 0
 
 
-def test_target_filling_up_mid_copy_stops_with_what_it_holds(tmp_path: Path) -> None:
-    """OOM during the copy (the limit lowered once the copy has started): exit 3 naming the partial target."""
+@pytest.fixture
+def store_of_200k_keys(tmp_path: Path) -> str:
+    """A store holding a backup of 200 k small keys in db0 (made with DEBUG POPULATE)."""
     store = f"file://{tmp_path / 'store'}"
-    with (
-        redis_server(password="big-src-Redis-pw-6", config="enable-debug-command yes\n") as big,
-        redis_server(password="shrinking-Redis-pw-7") as shrinking,
-    ):
+    with redis_server(password="big-src-Redis-pw-6", config="enable-debug-command yes\n") as big:
         big.client().execute_command("DEBUG", "POPULATE", 200_000, "k", 64)
         assert step(big, store, "backup", "--no-bgsave").code == 0
-        watched = shrinking.client()
+    return store
 
-        def lower_the_limit_once_copying() -> None:
-            deadline = time.monotonic() + 60
-            while watched.dbsize() < 1000 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            watched.config_set("maxmemory", int(watched.info("memory")["used_memory"]) + 65536)
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            lowering = pool.submit(lower_the_limit_once_copying)
-            broken = step(shrinking, store, "restore", "--flush", "--confirm")
-            lowering.result()
+def restore_while_maxmemory_drops(target: RedisServer, watched_db: int, store: str, *args: str) -> StepRun:
+    """``restore *args`` into ``target``; once ``watched_db`` holds 1000 keys, maxmemory drops to what is used."""
+    watched = target.client(watched_db)
+
+    def lower_the_limit_once_copying() -> None:
+        deadline = time.monotonic() + 60
+        while watched.dbsize() < 1000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        watched.config_set("maxmemory", int(watched.info("memory")["used_memory"]) + 65536)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        lowering = pool.submit(lower_the_limit_once_copying)
+        run = step(target, store, "restore", *args)
+        lowering.result()
+    return run
+
+
+def test_target_filling_up_mid_copy_stops_with_what_it_holds(store_of_200k_keys: str) -> None:
+    """OOM during the copy (the limit lowered once the copy has started): exit 3 naming the partial target."""
+    with redis_server(password="shrinking-Redis-pw-7") as shrinking:
+        broken = restore_while_maxmemory_drops(shrinking, 0, store_of_200k_keys, "--flush", "--confirm")
         assert broken.code == 3, broken.stdout
         assert "RESTORE into db0" in broken.error and "used memory > 'maxmemory'" in broken.error
         assert "was flushed and holds a partial restore" in broken.error and "raise maxmemory" in broken.error
-        assert 1000 <= watched.dbsize() < 200_000
+        assert 1000 <= shrinking.client().dbsize() < 200_000
 
 
 def test_restore_of_large_keys_keeps_memory_bounded(tmp_path: Path) -> None:
@@ -428,34 +438,17 @@ def test_swap_restore_replaces_the_backups_databases_whole_and_leaves_the_others
         assert dst.client(0).get("str") == b"changed again" and dst.client(15).dbsize() == 0
 
 
-def test_swap_restore_that_fails_before_the_swap_changes_nothing_clients_see(tmp_path: Path) -> None:
+def test_swap_restore_that_fails_before_the_swap_changes_nothing_clients_see(store_of_200k_keys: str) -> None:
     """OOM while the staging database fills: exit 3, the target's db0 as it was, staging emptied."""
-    store = f"file://{tmp_path / 'store'}"
-    with (
-        redis_server(password="swap-big-Redis-pw-3", config="enable-debug-command yes\n") as big,
-        redis_server(password="swap-full-Redis-pw-4") as full,
-    ):
-        big.client().execute_command("DEBUG", "POPULATE", 200_000, "k", 64)
-        assert step(big, store, "backup", "--no-bgsave").code == 0
+    with redis_server(password="swap-full-Redis-pw-4") as full:
         for i in range(500):
             full.client().set(f"k:{i}", f"the clients' value {i}")
-        staging = full.client(15)
-
-        def lower_the_limit_once_copying() -> None:
-            deadline = time.monotonic() + 60
-            while staging.dbsize() < 1000 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            staging.config_set("maxmemory", int(staging.info("memory")["used_memory"]) + 65536)
-
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            lowering = pool.submit(lower_the_limit_once_copying)
-            broken = step(full, store, "restore", "--mode", "swap", "--confirm")
-            lowering.result()
+        broken = restore_while_maxmemory_drops(full, 15, store_of_200k_keys, "--mode", "swap", "--confirm")
         assert broken.code == 3, broken.stdout
         assert "failed before the swap" in broken.error and "used memory > 'maxmemory'" in broken.error
         assert "nothing was replaced: db0 as before the restore" in broken.error and "\n" not in broken.error
         assert full.client().dbsize() == 500 and full.client().get("k:7") == b"the clients' value 7"
-        assert staging.dbsize() == 0
+        assert full.client(15).dbsize() == 0
 
 
 def test_swap_restore_needs_spare_databases_and_says_so_before_anything(
