@@ -823,8 +823,11 @@ class _Restorer:
         self.pool.release(self.conn)
 
 
-def probe_restore(source: RedisTarget, target: RedisTarget, loaded: dict[str, Any]) -> None:
+def probe_restore(source: RedisTarget, target: RedisTarget, loaded: dict[str, Any], into: dict[int, int]) -> None:
     """RESTORE one small key of the backup into the target under a throwaway name, before any flush.
+
+    The key goes to the database it will be restored into: its own, or its spare one (``into``, for
+    ``--mode swap``, so nothing clients see is written before the swap).
 
     What would otherwise stop the copy after ``--flush`` has emptied the target is refused here with
     nothing changed: an older target (payload version), a user without ``restore``, a read-only
@@ -835,7 +838,7 @@ def probe_restore(source: RedisTarget, target: RedisTarget, loaded: dict[str, An
     db = next((int(d) for d, v in loaded.items() if v.get("keys")), None)
     if db is None:
         return
-    src, dst = source.client(db), target.client(db)
+    src, dst = source.client(db), target.client(into.get(db, db))
     try:
         keys = next(scan_batches(src), [])
         pipe = src.pipeline(transaction=False)
@@ -854,7 +857,9 @@ def probe_restore(source: RedisTarget, target: RedisTarget, loaded: dict[str, An
             dst.restore(probe, 60_000, payload)
         except redis.ResponseError as exc:
             raise restore_refused(
-                f"RESTORE of a probe key into db{db} of {target.where} failed, nothing flushed or restored: {exc}", exc
+                f"RESTORE of a probe key into db{into.get(db, db)} of {target.where} failed, nothing flushed or "
+                f"restored: {exc}",
+                exc,
             ) from exc
         dst.delete(probe)
     finally:
@@ -1208,14 +1213,14 @@ def restore(
                 catalog.record_once(operation, "redis-prior", plan)
             t0 = time.monotonic()
             with translated(target, "restore"):
-                probe_restore(source, target, loaded)
+                if swap:
+                    staging, leftovers = staging_databases(target, [int(d) for d, v in loaded.items() if v["keys"]])
+                    check_room(source, target, flush=False)
+                probe_restore(source, target, loaded, staging if swap else {})
                 if flush:
                     check_room(source, target, flush=True)
                     client.flushall()
                     log.info("target flushed", target=target.where)
-                if swap:
-                    staging, leftovers = staging_databases(target, [int(d) for d, v in loaded.items() if v["keys"]])
-                    check_room(source, target, flush=False)
                 total = sum(v["keys"] for v in loaded.values())
                 copied: dict[str, int] = {}
                 with Progress("restore keys", total) as progress:
