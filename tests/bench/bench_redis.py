@@ -2,7 +2,8 @@
 
 Run: ``uv run python tests/bench/bench_redis.py [--keys 1000000] [--small-keys 200000] [--reps 3]``.
 The dataset is built with ``DEBUG POPULATE`` (strings) plus hashes, lists and sets. Peak RSS of
-backup, restore (into a second server) and verify at two dataset sizes.
+backup, restore (into a second server, with --flush, then with --mode swap over that data) and
+verify at two dataset sizes.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def measure(tmp: Path, s3: Any, keys: int, reps: int) -> dict[str, Any]:
         res["rdb_gz_bytes"] = Path(f"{rdb}.gz").stat().st_size
         s, r = ours(dst, store, "restore", "--run-id", run_id, "--flush", "--confirm")
         res["ours_restore_s"] = s
+        rss["restore"].append(r)
+        # the same again with --mode swap: the target now holds all the data, which the swap replaces
+        s, r = ours(dst, store, "restore", "--run-id", run_id, "--mode", "swap", "--confirm")
+        res["ours_restore_swap_s"] = s
         rss["restore"].append(r)
         s, r = ours(dst, store, "verify", "--run-id", run_id)
         rss["verify"].append(r)
