@@ -401,6 +401,19 @@ def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
         pg.psql(f'DROP DATABASE IF EXISTS "{other}"')
 
 
+def test_the_maintenance_database_itself_is_swapped_from_template1(seeded: PostgresServer, tmp_path: Path) -> None:
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    pg.psql("DROP TABLE IF EXISTS marker; CREATE TABLE marker (x int); INSERT INTO marker VALUES (1)")
+    backup = step(pg, store, "backup")  # every database, the maintenance database (postgres) too
+    assert backup.code == 0 and "postgres" in backup.result["databases"], backup.stdout
+    pg.psql("INSERT INTO marker VALUES (2)")
+    restored = step(pg, store, "restore", "--databases", "postgres", "--confirm")
+    assert restored.code == 0, restored.stdout
+    assert pg.psql("SELECT string_agg(x::text, ',') FROM marker") == "1"
+    assert not pg.psql("SELECT datname FROM pg_database WHERE datname ~ '^tdr_(prior|stale)_'")
+    pg.psql("DROP TABLE marker")
+
+
 def test_server_errors_become_one_line_step_errors_with_the_statement_and_reason(pg: PostgresServer) -> None:
     target = PgTarget(pg.host, pg.port, "postgres", pg.password, "postgres")
     pg.psql("DROP ROLE IF EXISTS peeker; CREATE ROLE peeker LOGIN PASSWORD 'peeker-Pw-31'")
