@@ -231,6 +231,31 @@ def aside_name(db: str, kind: str = "prior") -> str:
     return head + db.encode()[: NAME_BYTES - len(head)].decode("utf-8", "ignore")
 
 
+def interrupted_restores(conn: Any, names: list[str], where: str) -> dict[str, str]:
+    """Databases of ``names`` whose old copy an interrupted swap restore left aside (name → that copy).
+
+    Each is logged as a warning. If one of them is missing altogether (renamed aside, not yet
+    recreated), exit 3: the old data is not gone, and the hint says how to get it back.
+    """
+    on_server = {str(r[0]) for r in query(conn, "SELECT datname FROM pg_database")}
+    halfway = {d: aside_name(d) for d in names if aside_name(d) in on_server}
+    if not halfway:
+        return halfway
+    get_logger().warning(
+        "an interrupted restore left these databases half-replaced; their old copies are kept aside "
+        "(re-run that restore: it puts them back first)",
+        databases=halfway,
+    )
+    gone = sorted(d for d in halfway if d not in on_server)
+    if gone:
+        raise IntegrityError(
+            f"database(s) {', '.join(gone)} at {where} are missing because a restore was interrupted; the old "
+            f"data is kept as {', '.join(halfway[d] for d in gone)}",
+            hint="re-run that restore (it puts the old copies back before anything else), then try again",
+        )
+    return halfway
+
+
 def choose_databases(requested: str | None, available: list[str], where: str) -> list[str]:
     """``--databases a,b`` checked against ``available``; all of them when not given."""
     if not requested:
@@ -615,7 +640,10 @@ def backup(
     started_at = utcnow()
     with connection(target) as conn:
         version_num, version = server_version(conn)
-        names = choose_databases(databases, list_databases(conn), target.where)
+        available = list_databases(conn)
+        wanted = [d.strip() for d in databases.split(",") if d.strip()] if databases else available
+        halfway = interrupted_restores(conn, wanted, target.where)
+        names = choose_databases(databases, available, target.where)
     pg_dump, dump_major, dump_version = find_tool("pg_dump", pg_bin_dir)
     pg_dumpall, dumpall_major, _ = find_tool("pg_dumpall", pg_bin_dir)
     server_major = version_num // 10000
@@ -642,6 +670,8 @@ def backup(
         record, fingerprint, db_timings = dump_database(
             catalog, target, run_id, attempt, db, safe_name(db, taken), pg_dump, exact_count_max_mib * 2**20
         )
+        if db in halfway:  # dumped as it is, but marked: it may be an unfinished restore's partial copy
+            record = record.model_copy(update={"meta": {**record.meta, "interrupted_restore": halfway[db]}})
         objects.append(record)
         fingerprints["databases"][db] = fingerprint
         timings["databases"][db] = db_timings
@@ -668,6 +698,7 @@ def backup(
     return {
         "run_id": run_id,
         "databases": names,
+        **({"interrupted_restores": halfway} if halfway else {}),
         "objects": len(objects),
         "bytes": manifest.total_bytes,
         "raw_bytes": sum(o.raw_size or 0 for o in objects),
@@ -1038,6 +1069,14 @@ def restore(
             "copies left aside by an earlier restore of other databases (restore those databases to deal with them)",
             databases=strays,
         )
+    flagged = [d for d in names if records[d].meta.get("interrupted_restore")]
+    if flagged:
+        plan["backed_up_while_half_replaced"] = flagged
+        log.warning(
+            "this run backed up these databases while an interrupted restore had left them half-replaced; "
+            "check that they hold what you expect, or restore an older run",
+            databases=flagged,
+        )
     if not confirm:
         catalog.check_objects(manifest)
         log.info("plan only (pass --confirm to restore)", **plan)
@@ -1275,6 +1314,7 @@ def verify_counts(
     names = choose_databases(databases, sorted(database_records(manifest)), f"backup {resolved}")
     target = make_target(host, port, user, password_file, maintenance_db)
     with connection(target) as conn:
+        interrupted_restores(conn, names, target.where)
         missing = [d for d in names if d not in set(list_databases(conn))]
     if missing:
         raise IntegrityError(

@@ -414,6 +414,35 @@ def test_the_maintenance_database_itself_is_swapped_from_template1(seeded: Postg
     pg.psql("DROP TABLE marker")
 
 
+def test_backup_and_verify_flag_a_database_an_interrupted_restore_left_half_replaced(
+    seeded: PostgresServer, tmp_path: Path
+) -> None:
+    """The state a killed swap restore leaves (test_process_faults kills one): the old copy aside."""
+    pg, store = seeded, f"file://{tmp_path / 'store'}"
+    prior = aside_name("aux")
+    pg.psql(f'CREATE DATABASE "{prior}" TEMPLATE aux')  # the old aux, kept aside; aux is the new, partial one
+    try:
+        marked = step(pg, store, "backup", "--databases", "app,aux")
+        assert marked.code == 0, marked.stdout
+        assert marked.result["interrupted_restores"] == {"aux": prior}
+        assert "an interrupted restore left these databases half-replaced" in marked.stderr
+        manifest = catalog_of(store).read_manifest(marked.result["run_id"], "postgres")
+        aux = next(o for o in manifest.objects if o.meta.get("database") == "aux")
+        assert aux.meta["interrupted_restore"] == prior  # whoever restores this run can see it
+        plan = step(pg, store, "restore", "--run-id", marked.result["run_id"])
+        assert plan.code == 0 and plan.result["plan"]["backed_up_while_half_replaced"] == ["aux"], plan.stdout
+
+        pg.psql("DROP DATABASE aux")  # killed after the rename, before pg_restore created the new aux
+        for action in ("backup", "verify"):
+            gone = step(pg, store, action, "--databases", "app,aux")
+            assert gone.code == 3, gone.stdout
+            assert f"aux at {pg.host}:{pg.port} are missing because a restore was interrupted" in gone.error
+            assert prior in gone.error and "re-run that restore" in gone.error
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{prior}"')
+        seed(pg)
+
+
 def test_server_errors_become_one_line_step_errors_with_the_statement_and_reason(pg: PostgresServer) -> None:
     target = PgTarget(pg.host, pg.port, "postgres", pg.password, "postgres")
     pg.psql("DROP ROLE IF EXISTS peeker; CREATE ROLE peeker LOGIN PASSWORD 'peeker-Pw-31'")
