@@ -1064,6 +1064,11 @@ def restore(
         "jobs": jobs,
         "prior_sizes": sizes,
     }
+    if strategy == "swap":  # the server holds both until the commit: what to check its free disk against
+        plan["swap_disk"] = {
+            "old_copies_bytes": sum(sizes.values()),
+            "new_dumps_raw_bytes": sum(records[d].raw_size or 0 for d in names),
+        }
     if strays:
         log.warning(
             "copies left aside by an earlier restore of other databases (restore those databases to deal with them)",

@@ -388,6 +388,11 @@ def test_a_restore_that_does_not_match_the_backup_puts_the_old_databases_back(
         path.write_text(original)
         plan = step(pg, store, "restore")
         assert plan.code == 0 and plan.result["plan"]["drop_replaced_copies"] == [replaced]
+        held = plan.result["plan"]["swap_disk"]  # what the server must have room for beside the old copies
+        assert held["old_copies_bytes"] == int(
+            pg.psql("SELECT sum(pg_database_size(datname)) FROM pg_database WHERE datname IN ('app', 'aux')")
+        )
+        assert held["new_dumps_raw_bytes"] > 0
         assert "copies left aside by an earlier restore" in plan.stderr and other in plan.stderr
         assert replaced in pg.psql("SELECT datname FROM pg_database")  # a plan drops nothing
         done = step(pg, store, "restore", "--confirm")
