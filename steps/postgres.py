@@ -231,14 +231,24 @@ def aside_name(db: str, kind: str = "prior") -> str:
     return head + db.encode()[: NAME_BYTES - len(head)].decode("utf-8", "ignore")
 
 
+def databases_on_server(conn: Any) -> set[str]:
+    """Every name in pg_database (templates, aside copies and databases refusing connections too)."""
+    return {str(r[0]) for r in query(conn, "SELECT datname FROM pg_database")}
+
+
+def aside_copies(names: list[str], on_server: set[str], kind: str = "prior") -> dict[str, str]:
+    """Databases of ``names`` that have an aside copy of ``kind`` among ``on_server`` (name → that copy)."""
+    return {d: aside_name(d, kind) for d in names if aside_name(d, kind) in on_server}
+
+
 def interrupted_restores(conn: Any, names: list[str], where: str) -> dict[str, str]:
     """Databases of ``names`` whose old copy an interrupted swap restore left aside (name → that copy).
 
     Each is logged as a warning. If one of them is missing altogether (renamed aside, not yet
     recreated), exit 3: the old data is not gone, and the hint says how to get it back.
     """
-    on_server = {str(r[0]) for r in query(conn, "SELECT datname FROM pg_database")}
-    halfway = {d: aside_name(d) for d in names if aside_name(d) in on_server}
+    on_server = databases_on_server(conn)
+    halfway = aside_copies(names, on_server)
     if not halfway:
         return halfway
     get_logger().warning(
@@ -1036,9 +1046,9 @@ def restore(
     with connection(target) as conn:
         version_num, version = server_version(conn)
         present = set(list_databases(conn))
-        on_server = {str(r[0]) for r in query(conn, "SELECT datname FROM pg_database")}
-        leftovers = {d: aside_name(d) for d in names if aside_name(d) in on_server}
-        stale = {d: aside_name(d, "stale") for d in names if aside_name(d, "stale") in on_server}
+        on_server = databases_on_server(conn)
+        leftovers = aside_copies(names, on_server)
+        stale = aside_copies(names, on_server, "stale")
         strays = sorted(n for n in on_server - set(leftovers.values()) - set(stale.values()) if _ASIDE_RE.match(n))
         existing_roles = {r[0] for r in query(conn, "SELECT rolname FROM pg_roles")}
         tablespaces = {str(r[0]) for r in query(conn, "SELECT spcname FROM pg_tablespace")}

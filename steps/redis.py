@@ -1213,7 +1213,7 @@ def restore(
                 catalog.record_once(operation, "redis-prior", plan)
             t0 = time.monotonic()
             with translated(target, "restore"):
-                if swap:
+                if swap:  # chosen again: a spare may have gained keys during the download
                     staging, leftovers = staging_databases(target, [int(d) for d, v in loaded.items() if v["keys"]])
                     check_room(source, target, flush=False)
                 probe_restore(source, target, loaded, staging if swap else {})
