@@ -677,26 +677,54 @@ def ephemeral_server(rdb: Path, binary: str, timeout: float, databases: int) -> 
     proc = subprocess.Popen([found, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = RedisTarget("127.0.0.1", port, None, password, timeout)
     try:
-        deadline = time.monotonic() + timeout
-        client = target.client()
-        while True:
-            if proc.poll() is not None:
-                log_tail = (workdir / "ephemeral.log").read_text(errors="replace").strip().splitlines()[-3:]
-                raise IntegrityError(
-                    f"the ephemeral redis-server could not load the backup RDB: {' | '.join(log_tail)}",
-                    hint="the step's redis-server must be at least as new as the backed-up server",
-                )
-            with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
-                if client.ping() and not int(client.info("persistence").get("loading", 0)):
-                    break
-            if time.monotonic() > deadline:
-                raise TransientError(f"the ephemeral redis-server did not load the RDB within {timeout:.0f}s")
-            time.sleep(0.05)
-        client.close()
+        wait_until_loaded(proc, target, workdir / "ephemeral.log", timeout)
         yield target
     finally:
         proc.kill()
         proc.wait()
+
+
+def exited(proc: subprocess.Popen[bytes], within: float) -> bool:
+    """Whether ``proc`` exits within ``within`` seconds (a server that fails a load can take a moment to exit)."""
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def wait_until_loaded(proc: subprocess.Popen[bytes], server: RedisTarget, log: Path, stall: float) -> None:
+    """Wait for the ephemeral server to load its RDB, however long that takes while it makes progress.
+
+    A large RDB can take minutes to load, so the limit is on progress, not on the whole load: the
+    step gives up only when ``loading_loaded_bytes`` has not grown for ``stall`` seconds.
+    """
+    client = server.client()
+    deadline, loaded, total = time.monotonic() + stall, -1, 0
+    try:
+        while True:
+            if proc.poll() is not None:
+                log_tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+                raise IntegrityError(
+                    f"the ephemeral redis-server could not load the backup RDB: {' | '.join(log_tail)}",
+                    hint="the step's redis-server must be at least as new as the backed-up server",
+                )
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                info = client.info("persistence")
+                if not int(info.get("loading", 0)):
+                    return
+                now_loaded, total = int(info.get("loading_loaded_bytes", 0)), int(info.get("loading_total_bytes", 0))
+                if now_loaded > loaded:
+                    deadline, loaded = time.monotonic() + stall, now_loaded
+            if time.monotonic() > deadline and not exited(proc, min(stall, 5.0)):
+                raise TransientError(
+                    f"the ephemeral redis-server stopped making progress loading the RDB "
+                    f"({max(loaded, 0)} of {total} bytes, then nothing for {stall:g}s)",
+                    hint="the step's pod may be short of CPU or memory; raise its resources or --timeout",
+                )
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 # One call per SCAN batch on the ephemeral server (ours, so scripts are always allowed): key names,

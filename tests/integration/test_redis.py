@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from steps.redis import ephemeral_server
+from steps.runtime import IntegrityError
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
 from tests.harness import RedisServer, StepRun, free_port, redis_server, run_step
@@ -463,3 +465,27 @@ def test_swap_restore_needs_spare_databases_and_says_so_before_anything(
         assert "--swap restores each of the backup's 16 database(s) into an empty database" in refused.error
         assert "--flush instead" in refused.error and "\n" not in refused.error
     assert target.client(0).get("precious") == b"kept"
+
+
+def test_a_slow_rdb_load_is_waited_for_while_it_makes_progress(tmp_path: Path) -> None:
+    """The load limit is on progress, not on the whole load: an RDB that loads for longer than
+    ``timeout`` is still waited for, and a corrupt one still fails at once with exit 3."""
+    with redis_server(password="slow-load-Redis-pw-4e", config="enable-debug-command yes\n") as big:
+        r = big.client()
+        r.execute_command("DEBUG", "POPULATE", 2_000_000, "key", 16)
+        r.save()
+        rdb = tmp_path / "dump.rdb"
+        rdb.write_bytes((big.dir / "dump.rdb").read_bytes())
+    started = time.monotonic()
+    with ephemeral_server(rdb, "redis-server", 0.4, 16) as loaded:
+        took = time.monotonic() - started
+        assert loaded.client().dbsize() == 2_000_000
+    assert took > 0.8, f"the load took {took:.2f}s: too fast to show that the whole load may outlast the limit"
+    truncated = tmp_path / "broken" / "dump.rdb"
+    truncated.parent.mkdir()
+    truncated.write_bytes(rdb.read_bytes()[: rdb.stat().st_size // 2])
+    with (
+        pytest.raises(IntegrityError, match="could not load the backup RDB"),
+        ephemeral_server(truncated, "redis-server", 0.4, 16),
+    ):
+        pass
