@@ -40,6 +40,7 @@ from steps.runtime import (
     IntegrityError,
     Progress,
     StepError,
+    Terminated,
     TransientError,
     UsageError,
     action,
@@ -1156,7 +1157,7 @@ def drop_first(
         try:
             drop_database(target, d, version_num)
             timings[d] = restore_one(d)
-        except Exception as exc:
+        except (Exception, Terminated) as exc:
             raise stopped_part_way(exc, target, names[:i], d, names[i + 1 :]) from exc
         get_logger().info("database restored", database=d, seconds=timings[d])
     return timings
@@ -1272,7 +1273,7 @@ def rolled_back(
 
 
 def stopped_part_way(
-    exc: Exception, target: PgTarget, restored: list[str], current: str, untouched: list[str]
+    exc: Exception | Terminated, target: PgTarget, restored: list[str], current: str, untouched: list[str]
 ) -> StepError:
     """``exc`` (same exit code) restated with what the target now holds, database by database."""
     cause = exc.message if isinstance(exc, StepError) else f"{type(exc).__name__}: {exc}"

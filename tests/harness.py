@@ -340,6 +340,11 @@ def run_step(
         for f in out_dir.iterdir():
             if f.is_file():
                 assert_no_secret(f"output parameter {f.name}", f.read_text(errors="replace"), given)
+    return parsed_run(proc.returncode, stdout, stderr, peak[0])
+
+
+def parsed_run(code: int, stdout: str, stderr: str, peak_rss_mb: float = 0.0) -> StepRun:
+    """A step's outcome from its exit code and output: the JSON result line and the JSON log lines."""
     logs = []
     for line in stderr.splitlines():
         with contextlib.suppress(json.JSONDecodeError):
@@ -349,4 +354,4 @@ def run_step(
     if lines:
         with contextlib.suppress(json.JSONDecodeError):
             result = json.loads(lines[-1])
-    return StepRun(proc.returncode, result, logs, stdout, stderr, peak_rss_mb=peak[0])
+    return StepRun(code, result, logs, stdout, stderr, peak_rss_mb=peak_rss_mb)

@@ -12,7 +12,7 @@ from steps.runtime.cli import (
     tenant_option,
     write_output,
 )
-from steps.runtime.errors import ExitCode, IntegrityError, StepError, TransientError, UsageError
+from steps.runtime.errors import ExitCode, IntegrityError, StepError, Terminated, TransientError, UsageError
 from steps.runtime.log import get_logger, redact, register_secret
 from steps.runtime.progress import Progress, human_bytes
 
@@ -21,6 +21,7 @@ __all__ = [
     "IntegrityError",
     "Progress",
     "StepError",
+    "Terminated",
     "TransientError",
     "UsageError",
     "action",

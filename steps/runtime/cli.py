@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -21,7 +22,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from steps.runtime import log
-from steps.runtime.errors import ExitCode, StepError, UsageError
+from steps.runtime.errors import ExitCode, StepError, Terminated, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,10 +162,26 @@ def _timed() -> Iterator[Callable[[], float]]:
     yield lambda: round(time.monotonic() - start, 3)
 
 
+def _terminate(_signum: int, _frame: Any) -> None:
+    """The first SIGTERM unwinds the step (see :class:`Terminated`); later ones must not cut its cleanup short."""
+    signal.signal(signal.SIGTERM, _already_terminating)
+    raise Terminated()
+
+
+def _already_terminating(_signum: int, _frame: Any) -> None:
+    # a Python handler, not SIG_IGN: an ignored disposition would be inherited by the children cleanup starts
+    log.get_logger().warning("SIGTERM again; still cleaning up")
+
+
 def run(group: click.Group, argv: list[str] | None = None) -> NoReturn:
-    """Parse ``argv``, run the action, print the JSON result and exit with the contract's code."""
+    """Parse ``argv``, run the action, print the JSON result and exit with the contract's code.
+
+    SIGTERM (what Argo and the kubelet send before SIGKILL) raises :class:`Terminated` in the action,
+    so its ``finally`` blocks and undo paths run within the pod's grace period.
+    """
     log.configure()
     logger = log.get_logger()
+    signal.signal(signal.SIGTERM, _terminate)
     with _timed() as elapsed:
         code = ExitCode.OK
         result: dict[str, Any]
@@ -188,6 +205,9 @@ def run(group: click.Group, argv: list[str] | None = None) -> NoReturn:
         except KeyboardInterrupt:
             code = ExitCode.TRANSIENT
             result = {"ok": False, "error": "interrupted"}
+        except Terminated as exc:
+            code = ExitCode.TRANSIENT
+            result = {"ok": False, "error": str(exc)}
         except Exception as exc:
             code = ExitCode.TRANSIENT
             where = traceback.extract_tb(exc.__traceback__)[-1]

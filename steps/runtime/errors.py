@@ -49,3 +49,14 @@ class IntegrityError(StepError):
     """A precondition or integrity check failed (missing backup, checksum mismatch, ...)."""
 
     exit_code = ExitCode.INTEGRITY
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (Argo stop or deadline, pod eviction): unwinds the step so its cleanup runs.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: handlers that catch ``Exception`` to retry or to
+    carry on do not swallow it, while ``finally`` blocks and undo paths (``except BaseException``) run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("terminated by SIGTERM (Argo stopped the step, its deadline passed, or the pod was evicted)")

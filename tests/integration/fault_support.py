@@ -14,7 +14,7 @@ from typing import Any
 
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
-from tests.harness import REPO, PostgresServer, RedisServer, StepRun, assert_no_secret, run_step
+from tests.harness import REPO, PostgresServer, RedisServer, StepRun, assert_no_secret, parsed_run, run_step
 
 TENANT = "acme"
 PG_DATABASES = ("alpha", "beta")  # restored in this order (sorted): small first, then the large one
@@ -132,7 +132,7 @@ class KilledStep:
 
     def __init__(self, module: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.stderr_path = workdir / "stderr"
+        self.stderr_path, self.stdout_path = workdir / "stderr", workdir / "stdout"
         full_env = {**os.environ, **env, "PYTHONPATH": str(REPO), "STEP_OUTPUT_DIR": str(workdir / "outputs")}
         with open(workdir / "stdout", "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
@@ -148,6 +148,17 @@ class KilledStep:
 
     def kill_when(self, reached: Callable[[], Any], timeout: float = 30.0) -> None:
         """Poll ``reached`` every 5 ms; SIGKILL the whole process group once it holds (step still running)."""
+        self.signal_when(reached, signal.SIGKILL, timeout)
+        assert self.proc.returncode == -signal.SIGKILL
+
+    def terminate_when(self, reached: Callable[[], Any], timeout: float = 30.0) -> StepRun:
+        """SIGTERM the process group once ``reached`` holds, as Argo's executor does before the grace
+        period's SIGKILL; the step's exit and its one-line result."""
+        self.signal_when(reached, signal.SIGTERM, timeout)
+        return parsed_run(self.proc.returncode, self.stdout_path.read_text(), self.stderr_path.read_text())
+
+    def signal_when(self, reached: Callable[[], Any], sig: signal.Signals, timeout: float) -> None:
+        """Send ``sig`` to the step's process group once ``reached`` holds, then wait for it to exit."""
         deadline = time.monotonic() + timeout
         try:
             while not reached():
@@ -159,9 +170,8 @@ class KilledStep:
             assert self.proc.poll() is None, "the step finished before it could be killed"
         finally:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        assert self.proc.returncode == -signal.SIGKILL
+                os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
         assert_no_secret("a killed step's log", self.stderr_path.read_text(errors="replace"), self.secrets)
 
 

@@ -9,7 +9,9 @@ re-run with the same run id converges and its manifest names only whole, verifie
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -125,8 +127,11 @@ def test_redis_backup_killed_mid_upload_then_rerun_converges(seeded_redis: Redis
 # ---- restores -----------------------------------------------------------------------------------
 
 
-def kill_once_alpha_is_replaced(pg: PostgresServer, store: str, tmp_path: Path, *extra: str) -> None:
-    """Run ``restore --confirm`` and SIGKILL it once ``alpha`` is no longer the database it was."""
+@contextlib.contextmanager
+def restoring_until_alpha_is_replaced(
+    pg: PostgresServer, store: str, tmp_path: Path, *extra: str
+) -> Iterator[tuple[KilledStep, Callable[[], bool]]]:
+    """A running ``restore --confirm``, and a check that ``alpha`` is no longer the database it was."""
     watch = psycopg2.connect(pg.dsn())
     watch.autocommit = True
 
@@ -138,11 +143,16 @@ def kill_once_alpha_is_replaced(pg: PostgresServer, store: str, tmp_path: Path, 
 
     alpha = oid()
     args = pg_args(pg, store, "restore", "--confirm", *extra, "--work-dir", str(tmp_path))
-    step = KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed")
     try:
-        step.kill_when(lambda: oid() != alpha)
+        yield KilledStep("postgres", args, {"PGPASSWORD": pg.password}, tmp_path / "killed"), lambda: oid() != alpha
     finally:
         watch.close()
+
+
+def kill_once_alpha_is_replaced(pg: PostgresServer, store: str, tmp_path: Path, *extra: str) -> None:
+    """Run ``restore --confirm`` and SIGKILL it once ``alpha`` is no longer the database it was."""
+    with restoring_until_alpha_is_replaced(pg, store, tmp_path, *extra) as (step, replaced):
+        step.kill_when(replaced)
 
 
 def test_pg_restore_killed_after_renaming_the_first_database_aside_then_rerun_puts_it_back_and_converges(
@@ -168,6 +178,25 @@ def test_pg_restore_killed_after_renaming_the_first_database_aside_then_rerun_pu
     assert "put back the prior copy an interrupted restore left" in again.stderr
     assert pg_content(pg) == expected != before
     assert prior_copies(pg) == []
+
+
+def test_pg_restore_sigtermed_after_renaming_the_first_database_aside_puts_it_back_before_it_exits(
+    seeded_pg: PostgresServer, tmp_path: Path
+) -> None:
+    """Argo's stop and deadlines send SIGTERM first (SIGKILL after the grace period): the step undoes the swap."""
+    pg, store = seeded_pg, f"file://{tmp_path / 'store'}"
+    expected = pg_backup_then_change(pg, store)
+    before = pg_content(pg)
+
+    with restoring_until_alpha_is_replaced(pg, store, tmp_path) as (step, replaced):
+        stopped = step.terminate_when(replaced)
+    assert stopped.code == 1, stopped.stdout
+    assert "terminated by SIGTERM" in stopped.error and "nothing was replaced: alpha back as before" in stopped.error
+    assert pg_content(pg) == before and prior_copies(pg) == []  # put back by the step itself, not left to a re-run
+
+    again = pg_step(pg, store, "restore", "--confirm")
+    assert again.code == 0, again.stdout
+    assert pg_content(pg) == expected != before
 
 
 def test_pg_restore_with_drop_first_killed_after_dropping_the_first_database_then_rerun_converges(
