@@ -258,6 +258,24 @@ def test_redis_swap_restore_killed_mid_copy_leaves_the_clients_data_then_rerun_c
     assert all(srv.client(db).dbsize() == 0 for db in range(4, 16))  # staging emptied, old data freed
 
 
+def test_redis_swap_restore_sigtermed_mid_copy_empties_its_spare_database_before_it_exits(
+    seeded_redis: RedisServer, tmp_path: Path
+) -> None:
+    srv, store = seeded_redis, f"file://{tmp_path / 'store'}"
+    assert redis_step(srv, store, "backup").code == 0
+    srv.client().set("written:after-the-backup", "still the clients' data")
+    before = redis_content(srv)
+    with FaultProxy(srv.port, FaultPlan(stall_after=4 * KIB, stall_seconds=5, max_injected=1)) as proxy:
+        args = redis_args(f"redis://127.0.0.1:{proxy.port}", store, "restore", "--confirm", "--mode", "swap")
+        step = KilledStep("redis", args, {"REDIS_PASSWORD": srv.password or ""}, tmp_path / "stopped")
+        staging = srv.client(15)
+        stopped = step.terminate_when(lambda: proxy.injected == 1 and staging.dbsize() > 1)
+    assert stopped.code == 1, stopped.stdout
+    assert "terminated by SIGTERM" in stopped.error and "nothing was replaced" in stopped.error
+    assert redis_content(srv) == before  # nothing the clients see changed
+    assert staging.dbsize() == 0  # and the step emptied its spare database itself
+
+
 def failing_second_pg_restore(tmp_path: Path) -> Path:
     """A ``--pg-bin-dir`` whose pg_restore fails at once on its second run (the real tools otherwise)."""
     shim = tmp_path / "bin"
