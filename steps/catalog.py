@@ -136,6 +136,14 @@ def prune(catalog: Catalog, tenant: str, older_than_days: int, min_complete: int
     return result
 
 
+# How much longer than the prune retention a lifecycle expiry must be. The rule deletes by object age
+# and knows nothing of min_complete: it would delete the newest complete runs that prune keeps once
+# backups have failed for N days. N >= retention + a week means it only ever deletes what prune
+# missed (prune not running) and leaves a week-long outage of the daily backup beyond the retention
+# before the last complete runs go; lifecycle's daily, midnight-rounded evaluation uses up one day of it.
+EXPIRY_MARGIN_DAYS = 7
+
+
 @action(cli)
 @catalog_options
 @click.option(
@@ -143,14 +151,30 @@ def prune(catalog: Catalog, tenant: str, older_than_days: int, min_complete: int
     type=int,
     default=0,
     show_default=True,
-    help="Also expire runs/ after N days via a lifecycle rule (0 = no expiry rule). "
+    help="Also expire runs/ after N days via a lifecycle rule (0 = no expiry rule: recommended, prune does "
+    f"retention). The rule ignores --min-complete, so N must be >= --retention-days + {EXPIRY_MARGIN_DAYS}. "
     "The rule never covers es-repository/.",
 )
+@click.option(
+    "--retention-days",
+    envvar="TENANT_DR_RETENTION_DAYS",
+    type=int,
+    default=15,
+    show_default=True,
+    help="The prune retention (catalog prune --older-than-days) that --expire-days must stay above.",
+)
 @confirm_option
-def lifecycle(catalog: Catalog, tenant: str, expire_days: int, confirm: bool) -> dict[str, Any]:
+def lifecycle(catalog: Catalog, tenant: str, expire_days: int, retention_days: int, confirm: bool) -> dict[str, Any]:
     """Ensure bucket default encryption and a lifecycle rule for <tenant>/runs/ (aborts stale uploads)."""
-    if expire_days < 0:
-        raise UsageError("--expire-days must be >= 0")
+    if expire_days < 0 or retention_days < 0:
+        raise UsageError("--expire-days and --retention-days must be >= 0")
+    floor = retention_days + EXPIRY_MARGIN_DAYS
+    if 0 < expire_days < floor:
+        raise UsageError(
+            f"--expire-days {expire_days} is too close to the {retention_days}-day retention: a lifecycle rule "
+            "ignores min_complete and would delete the last complete runs once backups fail that long",
+            hint=f"use 0 (prune does retention; the rule only aborts stale uploads) or at least {floor}",
+        )
     store = catalog.store
     sse = getattr(getattr(store, "settings", None), "sse", None) or "AES256"
     kms = getattr(getattr(store, "settings", None), "kms_key_id", None)

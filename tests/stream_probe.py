@@ -3,7 +3,10 @@
 ``python -m tests.stream_probe --store URL --tenant T --run-id R --mib N [--fail-after MIB]``
 prints one JSON line with the manifest summary and this process's peak RSS. ``--fail-after`` makes
 the producer die part-way (like a pg_dump killed mid-stream): the upload of what was produced
-completes, the producer's exit code is checked, and no manifest is written.
+completes, the producer's exit code is checked, and no manifest is written. The store's part size
+and buffer come from ``TENANT_DR_PART_SIZE_MIB`` / ``TENANT_DR_MAX_BUFFER_MIB`` as in the step CLIs.
+A step error (e.g. the store cannot be reached) prints ``{"error", "exit_code"}`` and exits with the
+step contract's code, as ``main()`` of a step would.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
+from steps.runtime.errors import StepError
 from steps.storage import open_store
 from steps.storage.catalog import Catalog
 from steps.storage.manifest import ComponentManifest, utcnow
@@ -45,17 +50,35 @@ def main() -> int:
     ap.add_argument("--component", default="probe")
     args = ap.parse_args()
 
-    catalog = Catalog(open_store(args.store), args.tenant)
-    started = utcnow()
+    store = open_store(
+        args.store,
+        part_size_mib=int(os.environ.get("TENANT_DR_PART_SIZE_MIB", "16")),
+        max_buffer_mib=int(os.environ.get("TENANT_DR_MAX_BUFFER_MIB", "64")),
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, str(args.mib), str(args.fail_after)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
+    result: dict[str, Any]
+    try:
+        result = backup(Catalog(store, args.tenant), args, proc)
+    except StepError as exc:
+        result = {"error": exc.one_line(), "exit_code": int(exc.exit_code)}
+    finally:
+        proc.kill()
+        proc.wait()
+    print(json.dumps(result))
+    return int(result.get("exit_code", 0 if result.get("producer_exit") == 0 else 1))
+
+
+def backup(catalog: Catalog, args: argparse.Namespace, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Stream the producer's output into the catalog; write the manifest only if the producer succeeded."""
     assert proc.stdout is not None
+    started = utcnow()
     record = catalog.put_object(args.run_id, args.component, catalog.new_attempt(), "data.bin.zst", proc.stdout)
     code = proc.wait()
-    result = {
+    result: dict[str, Any] = {
         "producer_exit": code,
         "raw_size": record.raw_size,
         "size": record.size,
@@ -72,8 +95,7 @@ def main() -> int:
             objects=[record],
         )
         result["manifest"] = catalog.write_manifest(manifest)
-    print(json.dumps(result))
-    return 0 if code == 0 else 1
+    return result
 
 
 if __name__ == "__main__":

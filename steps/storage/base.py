@@ -83,14 +83,21 @@ class ObjectStore(abc.ABC):
         raise UsageError(f"{self.url}: lifecycle rules apply to s3:// stores only")
 
 
-def read_exactly(source: Readable, n: int) -> bytes:
-    """Read until ``n`` bytes or end of stream (pipes return short reads)."""
-    chunks: list[bytes] = []
-    remaining = n
-    while remaining > 0:
-        chunk = source.read(remaining)
+def read_exactly(source: Readable, n: int) -> bytearray:
+    """Read until ``n`` bytes or end of stream (pipes return short reads).
+
+    Reads of at most :data:`READ_CHUNK` go straight into one buffer of ``n`` bytes, allocated when the
+    first byte arrives: this holds the part plus one chunk (joining a list of chunks would hold it twice).
+    """
+    buf = bytearray()
+    filled = 0
+    while filled < n:
+        chunk = source.read(min(n - filled, READ_CHUNK))
         if not chunk:
             break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        if not buf:
+            buf = bytearray(n)
+        buf[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    del buf[filled:]
+    return buf

@@ -39,7 +39,7 @@ MAX_PARTS = 10_000
 MIN_PART = 5 * MiB
 MAX_PART = 5 * 1024 * MiB
 GROWTH_AFTER = 5_000  # parts of the base size before sizes start doubling
-GROWTH_EVERY = 1_000
+GROWTH_EVERY = 1_000  # parts per doubling after that
 _RETRY_ATTEMPTS = 5
 
 
@@ -54,17 +54,20 @@ class S3Settings:
     sse: str | None = None  # "AES256" | "aws:kms" | None
     kms_key_id: str | None = None
     part_size: int = 16 * MiB
-    max_buffer: int = 64 * MiB  # bytes of parts held in memory at once
+    max_buffer: int = 64 * MiB  # bytes of parts in flight (being uploaded) at once
     checksums: str = "auto"  # "auto" | "when_supported" | "when_required"
+    # Part growth; only tests lower these, to make parts grow within a few MiB of stream.
+    growth_after: int = GROWTH_AFTER
+    growth_every: int = GROWTH_EVERY
 
 
-def part_size_for(part_number: int, base: int) -> int:
-    """Size of part ``part_number`` (1-based): ``base`` for 5,000 parts, then doubling every 1,000.
+def part_size_for(part_number: int, base: int, after: int = GROWTH_AFTER, every: int = GROWTH_EVERY) -> int:
+    """Size of part ``part_number`` (1-based): ``base`` for ``after`` parts, then doubling every ``every``.
 
     With the default 16 MiB base, 10,000 parts hold about 1 TiB; a ``size_hint`` raises the base so
     that the hinted size fits in the first 5,000 parts and memory stays flat.
     """
-    steps = max(0, (part_number - 1 - GROWTH_AFTER) // GROWTH_EVERY + 1) if part_number > GROWTH_AFTER else 0
+    steps = (part_number - 1 - after) // every + 1 if part_number > after else 0
     return int(min(MAX_PART, base * (2**steps)))
 
 
@@ -73,7 +76,7 @@ def capacity(base: int) -> int:
     return sum(part_size_for(n, base) for n in range(1, MAX_PARTS + 1))
 
 
-def _md5(data: bytes) -> str:
+def _md5(data: bytes | bytearray) -> str:
     """Content-MD5 header value: transport integrity everywhere, and required by Object Lock buckets."""
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
@@ -86,14 +89,19 @@ def _env_seconds(name: str, default: float) -> float:
         return default
 
 
+# Network trouble: connect failures and timeouts, connections closed or reset before or during a
+# response (HTTPClientError is the parent of ConnectionClosedError, ReadTimeoutError and
+# ResponseStreamingError), truncated bodies.
+_NETWORK_ERRORS = (
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.IncompleteReadError,
+)
+
+
 def _is_transient(exc: BaseException) -> bool:
-    if isinstance(
-        exc,
-        botocore.exceptions.ConnectionError
-        | botocore.exceptions.ReadTimeoutError
-        | botocore.exceptions.ResponseStreamingError
-        | botocore.exceptions.IncompleteReadError,
-    ):
+    """Whether retrying the same request may succeed."""
+    if isinstance(exc, _NETWORK_ERRORS):
         return True
     if isinstance(exc, botocore.exceptions.ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -107,6 +115,30 @@ _io_retry = retry(
     wait=wait_exponential(multiplier=0.5, max=20),
     reraise=True,
 )
+
+
+class _InFlight:
+    """Bytes of multipart parts handed to upload threads and not finished yet."""
+
+    def __init__(self) -> None:
+        self._bytes = 0
+        self._changed = threading.Condition()
+
+    def add(self, size: int) -> None:
+        """A part of ``size`` bytes is handed over."""
+        with self._changed:
+            self._bytes += size
+
+    def done(self, size: int) -> None:
+        """A part of ``size`` bytes finished (uploaded or failed) and its memory is released."""
+        with self._changed:
+            self._bytes -= size
+            self._changed.notify_all()
+
+    def wait_until_at_most(self, limit: int) -> None:
+        """Block until the parts in flight total at most ``limit`` bytes (every part finishes: bounded)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._bytes <= limit)
 
 
 class S3Store(ObjectStore):
@@ -152,16 +184,12 @@ class S3Store(ObjectStore):
             return _io_retry(fn)()
         except botocore.exceptions.ClientError as exc:
             raise self._translate(what, exc) from exc
-        except botocore.exceptions.NoCredentialsError as exc:
+        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as exc:
             raise UsageError(
                 f"{what}: no AWS credentials",
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or use a pod identity (IRSA)",
             ) from exc
-        except (
-            botocore.exceptions.EndpointConnectionError,
-            botocore.exceptions.ConnectionError,
-            botocore.exceptions.ReadTimeoutError,
-        ) as exc:
+        except _NETWORK_ERRORS as exc:
             raise TransientError(
                 f"{what}: cannot reach the object store ({exc})",
                 hint="check AWS_ENDPOINT_URL / network policy; Argo retries this step",
@@ -189,19 +217,20 @@ class S3Store(ObjectStore):
     # ---- interface -------------------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo | None:
-        """See :meth:`ObjectStore.head`."""
+        """See :meth:`ObjectStore.head`: ``None`` only when S3 answers 404; any other failure raises."""
+        what = f"head {self.url}/{key}"
         try:
-            resp = _io_retry(self.client.head_object)(Bucket=self.settings.bucket, Key=self._key(key))
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise self._translate(f"head {self.url}/{key}", exc) from exc
-        except botocore.exceptions.BotoCoreError:
-            return self._call(f"head {self.url}/{key}", lambda: None)
+            resp = self._call(what, lambda: self.client.head_object(Bucket=self.settings.bucket, Key=self._key(key)))
+        except ObjectNotFound:
+            return None
         return ObjectInfo(key, int(resp["ContentLength"]))
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        """See :meth:`ObjectStore.put_bytes` (conditional ``If-None-Match: *`` where supported)."""
+        """See :meth:`ObjectStore.put_bytes` (conditional ``If-None-Match: *`` where supported).
+
+        A retried PUT whose first response was lost finds its own object (412): that counts as written
+        when the stored bytes are ``data``.
+        """
         what = f"write {self.url}/{key}"
         if self.head(key) is not None:
             raise ObjectExists(f"{what}: object already exists; backups never overwrite objects")
@@ -212,44 +241,66 @@ class S3Store(ObjectStore):
             "ContentMD5": _md5(data),
             **self._sse_args(),
         }
+
+        def conditional_put() -> bool:
+            """Store ``data`` unless the key exists; ``False`` if the store has no conditional writes."""
+            try:
+                self.client.put_object(IfNoneMatch="*", **args)
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NotImplemented":
+                    return False
+                raise
+            return True
+
         try:
-            _io_retry(self.client.put_object)(IfNoneMatch="*", **args)
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NotImplemented":
-                raise self._translate(what, exc) from exc
-            self._call(what, lambda: self.client.put_object(**args))  # store without conditional writes
-        except botocore.exceptions.BotoCoreError:
-            self._call(what, lambda: self.client.put_object(IfNoneMatch="*", **args))
+            conditional = self._call(what, conditional_put)
+        except ObjectExists:
+            if not self._holds(key, data):
+                raise
+            get_logger().info("object already written by a retried request (response lost)", key=key)
+            return
+        if not conditional:
+            self._call(what, lambda: self.client.put_object(**args))
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        """Whether the object at ``key`` is exactly ``data``."""
+        info = self.head(key)
+        return info is not None and info.size == len(data) and self.get_bytes(key) == data
 
     def put_stream(self, key: str, source: Readable, *, size_hint: int | None = None) -> int:
-        """See :meth:`ObjectStore.put_stream`. Memory is bounded by ``max_buffer`` plus one part."""
+        """See :meth:`ObjectStore.put_stream`.
+
+        Memory is bounded by ``max_buffer`` bytes of parts in flight plus the part being read: the
+        next part is read only once the parts in flight total at most ``max_buffer``.
+        """
         what = f"upload {self.url}/{key}"
         if self.head(key) is not None:
             raise ObjectExists(f"{what}: object already exists; backups never overwrite objects")
-        base = max(self.settings.part_size, MIN_PART)
+        settings = self.settings
+        base = max(settings.part_size, MIN_PART)
         if size_hint:
-            base = max(base, -(-int(size_hint * 1.25) // GROWTH_AFTER))
-        first = read_exactly(source, base)
-        if len(first) < base:
-            self.put_bytes(key, first)
-            return len(first)
+            base = max(base, -(-int(size_hint * 1.25) // settings.growth_after))
+        data = read_exactly(source, base)
+        if len(data) < base:
+            self.put_bytes(key, bytes(data))
+            return len(data)
         full = self._key(key)
-        bucket = self.settings.bucket
+        bucket = settings.bucket
         mpu = self._call(
             what,
             lambda: self.client.create_multipart_upload(Bucket=bucket, Key=full, **self._sse_args()),
         )
         upload_id = mpu["UploadId"]
-        in_flight = max(1, self.settings.max_buffer // base)
-        slots = threading.BoundedSemaphore(in_flight)
+        in_flight = _InFlight()
+        failed = threading.Event()
         futures: list[Future[dict[str, Any]]] = []
         total = 0
 
-        def upload(number: int, body: bytes) -> dict[str, Any]:
-            # The retry machinery keeps the lambda alive in reference cycles until the cyclic GC runs;
-            # holding the part in a list that is emptied afterwards frees it now (bounded memory).
-            held = [body]
-            del body
+        def upload(number: int, held: list[bytearray]) -> dict[str, Any]:
+            # The part travels in a list that is emptied when its upload ends, so neither the executor's
+            # work item nor the retry machinery's reference cycles (alive until the cyclic GC runs) keep
+            # it in memory afterwards: the bytes in flight are what ``in_flight`` counts.
+            size = len(held[0])
             try:
                 resp = self._call(
                     f"{what} part {number}",
@@ -263,28 +314,34 @@ class S3Store(ObjectStore):
                     ),
                 )
                 return {"PartNumber": number, "ETag": resp["ETag"]}
+            except BaseException:
+                failed.set()
+                raise
             finally:
                 held.clear()
-                slots.release()
+                in_flight.done(size)
 
         try:
-            with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3-part") as pool:
-                number, data = 1, first
-                while data:
+            workers = max(1, settings.max_buffer // base)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-part") as pool:
+                number = 1
+                while data and not failed.is_set():
                     if number > MAX_PARTS:
                         raise UsageError(
                             f"{what}: stream exceeds {MAX_PARTS} parts",
                             hint="raise --part-size-mib (or pass a size hint) for streams this large",
                         )
-                    slots.acquire()
-                    if any(f.done() and f.exception() for f in futures):
-                        slots.release()
-                        break
-                    futures.append(pool.submit(upload, number, data))
+                    in_flight.add(len(data))
+                    futures.append(pool.submit(upload, number, [data]))
                     total += len(data)
                     del data
+                    in_flight.wait_until_at_most(settings.max_buffer)
+                    if failed.is_set():
+                        break  # read no further part: the upload is aborted below
                     number += 1
-                    data = read_exactly(source, part_size_for(number, base))
+                    data = read_exactly(
+                        source, part_size_for(number, base, settings.growth_after, settings.growth_every)
+                    )
                 parts = [f.result() for f in futures]
             self._call(
                 what,
@@ -295,7 +352,7 @@ class S3Store(ObjectStore):
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=bucket, Key=full, UploadId=upload_id)
-            except botocore.exceptions.BotoCoreError as abort_exc:
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as abort_exc:
                 get_logger().warning("abort multipart failed", key=key, error=str(abort_exc))
             raise
         return total
@@ -371,12 +428,17 @@ class S3Store(ObjectStore):
     def ensure_lifecycle(self, prefix: str, expire_days: int | None, rule_id: str) -> str:
         """Upsert rule ``rule_id`` for ``prefix``, keeping every other rule of the bucket."""
         bucket = self.settings.bucket
-        try:
-            current = self.client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
-                raise self._translate(f"read lifecycle of {bucket}", exc) from exc
-            current = []
+
+        def current_rules() -> list[dict[str, Any]]:
+            try:
+                rules: list[dict[str, Any]] = self.client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                    raise
+                return []
+            return rules
+
+        current = self._call(f"read lifecycle of {bucket}", current_rules)
         rule: dict[str, Any] = {
             "ID": rule_id,
             "Status": "Enabled",

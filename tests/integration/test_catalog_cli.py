@@ -143,18 +143,48 @@ def test_lifecycle_sets_encryption_and_a_rule_that_excludes_es_repository(s3: S3
         },
     )
     url = f"s3://{bucket}/p"
-    dry = run_step("catalog", ["lifecycle", "--tenant", TENANT, "--store", url, "--expire-days", "20"])
+    dry = run_step("catalog", ["lifecycle", "--tenant", TENANT, "--store", url, "--expire-days", "22"])
     assert dry.code == 0 and dry.result["dry_run"] is True
-    res = run_step("catalog", ["lifecycle", "--tenant", TENANT, "--store", url, "--expire-days", "20", "--confirm"])
+    res = run_step("catalog", ["lifecycle", "--tenant", TENANT, "--store", url, "--expire-days", "22", "--confirm"])
     assert res.code == 0, res.stderr
     rules = {r["ID"]: r for r in client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert "theirs" in rules  # other rules are kept
     ours = rules[f"tenant-dr-{TENANT}-runs"]
     assert ours["Filter"]["Prefix"] == f"p/{TENANT}/runs/"
     assert not f"p/{TENANT}/es-repository/".startswith(ours["Filter"]["Prefix"])
-    assert ours["Expiration"]["Days"] == 20
+    assert ours["Expiration"]["Days"] == 22  # the default 15-day retention + the 7-day margin
     enc = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+    plain = run_step("catalog", ["lifecycle", "--tenant", TENANT, "--store", url, "--confirm"])
+    assert plain.code == 0, plain.stderr  # the recommended rule: abort stale uploads, no expiry
+    ours = {r["ID"]: r for r in client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}[
+        f"tenant-dr-{TENANT}-runs"
+    ]
+    assert "Expiration" not in ours and ours["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--expire-days", "15"], {}),  # = the default retention: would expire the runs min_complete keeps
+        (["--expire-days", "21"], {}),
+        (["--expire-days", "30", "--retention-days", "30"], {}),
+        (["--expire-days", "25"], {"TENANT_DR_RETENTION_DAYS": "20"}),  # the retention prune is configured with
+    ],
+)
+def test_lifecycle_refuses_an_expiry_that_would_bypass_min_complete(
+    s3: S3Server, bucket: str, args: list[str], env: dict[str, str]
+) -> None:
+    url = f"s3://{bucket}/p"
+    res = run_step("catalog", ["lifecycle", "--tenant", TENANT, "--store", url, *args, "--confirm"], env=env)
+    assert res.code == 2, res.stdout
+    assert "min_complete" in res.error and "hint: use 0" in res.error
+    client = s3.client()
+    with pytest.raises(client.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        client.get_bucket_lifecycle_configuration(Bucket=bucket)
+    with pytest.raises(client.exceptions.ClientError, match="ServerSideEncryptionConfigurationNotFoundError"):
+        client.get_bucket_encryption(Bucket=bucket)
 
 
 def test_lifecycle_on_file_store_is_a_usage_error(tmp_path: object) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,9 @@ import pytest
 
 from steps.runtime.errors import ExitCode, IntegrityError
 from steps.storage import ObjectExists, open_store
+from steps.storage.base import READ_CHUNK, MiB
 from steps.storage.catalog import Catalog, new_run_id
+from steps.storage.s3 import S3Settings, S3Store, part_size_for
 from steps.storage.stream import verify
 from tests.harness import REPO, S3Server, run_step
 
@@ -138,6 +143,55 @@ def test_multipart_upload_is_used_and_reassembled(s3: S3Server, bucket: str) -> 
     head = s3.client().head_object(Bucket=bucket, Key="mp/obj")
     assert head["ETag"].strip('"').endswith("-3")
     assert b"".join(store.iter_read("obj")) == data
+
+
+class PatternSource:
+    """``size`` bytes of a shifting random pattern, made as they are read (nothing held) and hashed."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.block = os.urandom(MiB + 4093)
+        self.produced = 0
+        self.sha256 = hashlib.sha256()
+
+    def read(self, n: int = -1, /) -> bytes:
+        n = min(self.left if n < 0 else n, self.left, MiB)
+        start = self.produced % 4093
+        chunk = self.block[start : start + n]
+        self.left -= n
+        self.produced += n
+        self.sha256.update(chunk)
+        return chunk
+
+
+def test_growing_parts_keep_upload_memory_within_max_buffer_plus_the_part_being_read(s3: S3Server, bucket: str) -> None:
+    """Parts that grow past --max-buffer-mib must not multiply: parts in flight are bounded in bytes.
+
+    Growth starts after part 2 and doubles every part here (after 5,000 and every 1,000 in production),
+    so a 80 MiB stream exercises the parts of a ~300 GiB one.
+    """
+    base, buffer = 5 * MiB, 10 * MiB
+    settings = S3Settings(
+        bucket, "grow", endpoint=s3.endpoint, part_size=base, max_buffer=buffer, growth_after=2, growth_every=1
+    )
+    store = S3Store(settings, f"s3://{bucket}/grow")
+    sizes = [part_size_for(n, base, 2, 1) for n in range(1, 6)]
+    assert [size // MiB for size in sizes] == [5, 5, 10, 20, 40]
+    source = PatternSource(sum(sizes))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert store.put_stream("obj", source) == sum(sizes)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    # parts in flight (<= max_buffer) + the part being read + one read chunk + boto3's own small change
+    assert peak <= buffer + max(sizes) + READ_CHUNK + 4 * MiB, f"peak {peak / MiB:.1f} MiB"
+    assert s3.client().head_object(Bucket=bucket, Key="grow/obj")["ETag"].strip('"').endswith("-5")
+    digest = hashlib.sha256()
+    for chunk in store.iter_read("obj"):
+        digest.update(chunk)
+    assert digest.hexdigest() == source.sha256.hexdigest()
 
 
 def test_sse_is_requested_on_every_object(s3: S3Server, bucket: str) -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from steps.runtime.errors import ExitCode, UsageError
 from steps.storage import open_store, parse_store_url
-from steps.storage.base import MiB
+from steps.storage.base import READ_CHUNK, MiB, read_exactly
 from steps.storage.catalog import RUN_ID_RE, new_run_id, run_id_time
 from steps.storage.s3 import MAX_PARTS, capacity, part_size_for
 
@@ -23,6 +23,31 @@ def test_default_part_size_fits_a_tebibyte_in_10000_parts() -> None:
     assert part_size_for(5000, 16 * MiB) == 16 * MiB
     assert part_size_for(5001, 16 * MiB) == 32 * MiB
     assert part_size_for(MAX_PARTS, 16 * MiB) <= 5 * 1024 * MiB
+
+
+def test_part_growth_threshold_and_step_are_parameters() -> None:
+    sizes = [part_size_for(n, 5 * MiB, after=2, every=1) for n in range(1, 6)]
+    assert sizes == [5 * MiB, 5 * MiB, 10 * MiB, 20 * MiB, 40 * MiB]
+    assert part_size_for(7, MiB, after=3, every=2) == 4 * MiB
+
+
+class Trickle:
+    """A pipe that returns at most ``step`` bytes per read."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    def read(self, n: int = -1, /) -> bytes:
+        chunk, self.data = self.data[: min(n, self.step)], self.data[min(n, self.step) :]
+        return chunk
+
+
+def test_read_exactly_fills_a_part_from_short_reads_and_stops_at_the_end() -> None:
+    data = bytes(range(256)) * (3 * READ_CHUNK // 256)
+    source = Trickle(data, 100_000)
+    assert read_exactly(source, 2 * READ_CHUNK + 5) == data[: 2 * READ_CHUNK + 5]
+    assert read_exactly(source, 2 * READ_CHUNK) == data[2 * READ_CHUNK + 5 :]
+    assert read_exactly(source, READ_CHUNK) == b""
 
 
 @pytest.mark.parametrize(
