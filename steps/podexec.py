@@ -1,8 +1,14 @@
 """Running commands in pods: a small executor interface, a Kubernetes and a local implementation.
 
-``KubernetesExecutor`` uses the pods/exec websocket of the API server (``kubernetes.stream`` with
-``binary=True`` so tar and SSTable bytes are not decoded, ``_preload_content=False`` so nothing is
-buffered whole and there is no 60 s preload timeout) and reads the exit code from the error channel.
+``KubernetesExecutor`` opens the pods/exec websocket of the API server with ``kubernetes.stream``
+(``binary=True`` so tar and SSTable bytes are not decoded, ``_preload_content=False`` so it returns the
+open connection) and then reads it one websocket frame at a time: each stdout frame goes straight to the
+consumer, so memory stays bounded however many GiB a ``tar`` streams. ``WSClient.update()`` is not used:
+it reads every frame already waiting into one growing buffer per channel before returning. The exit code
+comes from the error channel (a ``v1.Status``). Stdin is closed with the ``v5.channel.k8s.io`` close
+signal; ``v4.channel.k8s.io`` has none, so there a command fed on stdin must stop reading by itself
+(``tar x`` does at its end-of-archive marker). Tested through the real client against a websocket-level
+fake of the endpoint (``tests/fakes/kube_exec.py``).
 
 ``LocalExecutor`` maps each pod to a directory ``<root>/<namespace>/<pod>/`` (labels in
 ``labels.json``) and runs the same argv there with ``subprocess``, ``PATH`` prefixed by the pod's
@@ -14,8 +20,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import json
 import os
+import selectors
+import ssl
 import subprocess
 import threading
 import time
@@ -24,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steps.runtime.errors import StepError, TransientError, UsageError
+from steps.runtime.errors import TransientError, UsageError
 
 Consumer = Callable[[bytes], None]
 STDERR_TAIL = 4000
 _READ = 1 << 20
+_STDIN_FRAME = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -153,26 +163,6 @@ def selector_matches(selector: str, labels: dict[str, str]) -> bool:
 # ---- Kubernetes ---------------------------------------------------------------------------------
 
 
-class _Discard:
-    """Replacement for the websocket client's capture-everything buffer (see ``_stop_capture``)."""
-
-    def write(self, _data: Any) -> None:
-        return None
-
-    def getvalue(self) -> bytes:
-        return b""
-
-
-def _stop_capture(ws: Any) -> None:
-    """Stop ``WSClient`` from keeping a copy of all stdout/stderr in memory.
-
-    ``kubernetes.stream`` does not forward ``capture_all=False``, and with capture on a tar of many
-    GiB would be held in a BytesIO. We read the channels ourselves, so the copy is useless.
-    """
-    if hasattr(ws, "_all"):
-        ws._all = _Discard()
-
-
 def parse_exec_status(raw: str | bytes) -> int:
     """Exit code from the exec error channel (a ``v1.Status``); :class:`TransientError` if it is no exit code."""
     import yaml
@@ -203,6 +193,116 @@ def _exec_error(where: str, exc: Exception, api_error: Callable[[str, Exception]
     if "Handshake status 401" in reason or "Handshake status 403" in reason:
         return UsageError(f"{where}: forbidden ({reason[:200]})", hint="the ServiceAccount needs pods/exec create")
     return TransientError(f"{where}: exec connection failed ({reason[:300]})")
+
+
+class _ExecStream:
+    """An open pods/exec websocket, read one frame at a time.
+
+    Channel 1 (stdout) goes to the consumer as each frame arrives, channel 2 (stderr) into a tail,
+    channel 3 (the ``v1.Status``) is kept for the exit code, until the CLOSE frame. Errors raised by the
+    consumer or the stdin source propagate unchanged; a broken connection is a :class:`TransientError`.
+    """
+
+    def __init__(self, ws: Any, where: str, stdout: Consumer | None, timeout: float | None) -> None:
+        self.ws = ws
+        self.where = where
+        self.stdout = stdout
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.err = _Tail()
+        self.status = b""
+        self.closed = False
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(ws.sock.sock, selectors.EVENT_READ)
+
+    def _left(self) -> float | None:
+        """Seconds until the deadline (``None`` without one); raises once it has passed."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TransientError(
+                f"{self.where} did not finish within {self.timeout:.0f}s",
+                hint="raise --exec-timeout if the command is only slow",
+            )
+        return left
+
+    def _ready(self, wait: float | None) -> bool:
+        """Whether a frame can be read within ``wait`` seconds."""
+        raw = self.ws.sock.sock
+        if isinstance(raw, ssl.SSLSocket) and raw.pending():
+            return True  # already decrypted bytes are invisible to select()
+        return bool(self._selector.select(wait))
+
+    def read_frame(self, wait: float | None) -> None:
+        """Handle the next frame if one starts arriving within ``wait`` seconds."""
+        from websocket import ABNF, WebSocketException
+
+        if not self._ready(wait):
+            return
+        try:
+            self.ws.sock.settimeout(self._left())  # also bounds a frame that stops half-way
+            opcode, frame = self.ws.sock.recv_data_frame(True)
+        except (WebSocketException, OSError) as exc:
+            self._left()  # a timeout at the deadline is reported as the timeout
+            if self.status:  # the exit status is the server's last message: only the close was lost
+                self.closed = True
+                return
+            raise TransientError(
+                f"{self.where}: exec stream broke ({type(exc).__name__}: {exc})",
+                hint="the connection to the API server or kubelet was lost; Argo retries the step",
+            ) from exc
+        if opcode == ABNF.OPCODE_CLOSE:
+            self.closed = True
+        elif opcode in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT) and frame.data:
+            channel, payload = frame.data[0], frame.data[1:]
+            if channel == 1 and payload and self.stdout is not None:
+                self.stdout(payload)
+            elif channel == 2:
+                self.err.add(payload)
+            elif channel == 3:
+                self.status += payload
+
+    def _send(self, send: Callable[[], object]) -> bool:
+        """Run one write on the websocket; ``False`` if the connection is gone."""
+        from websocket import WebSocketException
+
+        try:
+            self.ws.sock.settimeout(self._left())
+            send()
+        except (WebSocketException, OSError):
+            return False
+        return True
+
+    def feed(self, chunks: Iterable[bytes]) -> None:
+        """Write ``chunks`` to stdin in 256 KiB frames, handling frames that arrive in between, then EOF.
+
+        Stops early when the command has exited (e.g. ``tar x`` at the end of the archive) or the
+        connection is gone; :meth:`wait_closed` then tells which. EOF is ``close_channel(0)``: the
+        ``v5.channel.k8s.io`` close signal, a no-op on ``v4.channel.k8s.io``, which has none.
+        """
+        for chunk in chunks:
+            for start in range(0, len(chunk), _STDIN_FRAME):
+                while not self.closed and self._ready(0):
+                    self.read_frame(0)
+                piece = bytes(chunk[start : start + _STDIN_FRAME])
+                if self.closed or not self._send(functools.partial(self.ws.write_stdin, piece)):
+                    return
+        self._send(functools.partial(self.ws.close_channel, 0))
+
+    def wait_closed(self) -> int:
+        """Handle frames until the CLOSE frame; the command's exit code."""
+        while not self.closed:
+            self.read_frame(self._left())
+        return parse_exec_status(self.status)
+
+    def close(self) -> None:
+        """Close the websocket (handshake if still open) and its socket."""
+        self._selector.close()
+        with contextlib.suppress(Exception):
+            self.ws.close()
+        with contextlib.suppress(Exception):
+            self.ws.sock.shutdown()
 
 
 class KubernetesExecutor(PodExecutor):
@@ -265,44 +365,14 @@ class KubernetesExecutor(PodExecutor):
             ws = stream(self.core.connect_get_namespaced_pod_exec, pod.name, pod.namespace, **kwargs)
         except Exception as exc:
             raise _exec_error(where, exc, api_error) from exc
-        _stop_capture(ws)
-        err = _Tail()
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def drain() -> None:
-            out = ws.read_stdout(timeout=0)
-            if out and stdout is not None:
-                stdout(out)
-            errdata = ws.read_stderr(timeout=0)
-            if errdata:
-                err.add(errdata)
-
+        conn = _ExecStream(ws, where, stdout, timeout)
         try:
             if stdin is not None:
-                for chunk in stdin:
-                    ws.update(timeout=0)
-                    drain()
-                    if not ws.is_open():
-                        break  # the command exited without reading everything (e.g. tar at end of archive)
-                    for start in range(0, len(chunk), 256 * 1024):
-                        ws.write_stdin(chunk[start : start + 256 * 1024])
-                if ws.is_open():
-                    ws.close_channel(0)  # EOF on stdin (v5.channel.k8s.io; a no-op on v4)
-            while ws.is_open():
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TransientError(f"{where} did not finish within {timeout:.0f}s")
-                ws.update(timeout=5)
-                drain()
-            drain()
-            code = parse_exec_status(ws.read_channel(3))
-        except StepError:
-            raise
-        except Exception as exc:
-            raise TransientError(f"{where}: exec stream broke ({type(exc).__name__}: {exc})") from exc
+                conn.feed(stdin)
+            code = conn.wait_closed()
         finally:
-            with contextlib.suppress(Exception):
-                ws.close()
-        return ExecResult(code, err.text())
+            conn.close()
+        return ExecResult(code, conn.err.text())
 
 
 # ---- local --------------------------------------------------------------------------------------
