@@ -190,7 +190,7 @@ def test_two_backups_of_one_tenant_at_once_do_not_interfere(s3: S3Server, bucket
 
 @dataclass
 class LostResponseProxy:
-    """A proxy in front of S3 that loses the response to the first ``PUT`` whose request line has ``target``.
+    """A proxy in front of S3 that loses the response to the first ``method`` request whose request line has ``target``.
 
     That request reaches S3 and is carried out; the client sees its connection reset instead of the
     answer, as when a NAT entry or load balancer drops a connection at the wrong moment. With
@@ -201,6 +201,7 @@ class LostResponseProxy:
     upstream_port: int
     target: bytes
     lose: bool = True
+    method: bytes = b"PUT "
     before_put: Callable[[], None] | None = None
     port: int = field(default_factory=free_port)
     matched: int = 0
@@ -239,7 +240,7 @@ class LostResponseProxy:
 
     def _is_target(self, data: bytes) -> bool:
         with self._lock:
-            if self.matched or not data.startswith(b"PUT ") or self.target not in data.split(b"\r\n", 1)[0]:
+            if self.matched or not data.startswith(self.method) or self.target not in data.split(b"\r\n", 1)[0]:
                 return False
             self.matched += 1
             return True
@@ -289,6 +290,20 @@ def test_small_put_whose_response_is_lost_is_written_once(s3: S3Server, bucket: 
     listed = client.list_objects_v2(Bucket=bucket, Prefix="lost/").get("Contents", [])
     assert [o["Key"] for o in listed] == ["lost/acme/small.bin"]
     assert client.get_object(Bucket=bucket, Key="lost/acme/small.bin")["Body"].read() == data
+
+
+def test_multipart_upload_whose_complete_response_is_lost_is_written_once(s3: S3Server, bucket: str) -> None:
+    """The retried CompleteMultipartUpload finds its upload gone (it completed): the object is there, so success."""
+    data = os.urandom(12 << 20)  # three 5 MiB parts
+    with LostResponseProxy(upstream_port(s3), b"uploadId=", method=b"POST ") as proxy:
+        store = S3Store(
+            S3Settings(bucket, "lost-mpu", endpoint=proxy.url, part_size=5 << 20), f"s3://{bucket}/lost-mpu"
+        )
+        assert store.put_stream("acme/big.bin", io.BytesIO(data)) == len(data)
+        assert proxy.lost == 1
+    client = s3.client()
+    assert client.get_object(Bucket=bucket, Key="lost-mpu/acme/big.bin")["Body"].read() == data
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_catalog_object_whose_put_response_is_lost_completes_the_backup(s3: S3Server, bucket: str) -> None:
