@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -244,6 +244,8 @@ class EsApiError(StepError):
             self.exit_code = ExitCode.INTEGRITY
         else:
             self.exit_code = ExitCode.TRANSIENT
+            if etype == "concurrent_snapshot_execution_exception":
+                self.hint = "a conflicting snapshot operation runs (e.g. prune deleting this snapshot); Argo retries"
 
 
 class Cluster:
@@ -301,6 +303,10 @@ class Cluster:
         """Ask every node to check access to the repository."""
         raise NotImplementedError
 
+    def delete_repository(self, name: str) -> None:
+        """Unregister a repository (its contents stay in S3)."""
+        raise NotImplementedError
+
     def snapshots(self, repository: str, pattern: str) -> list[dict[str, Any]]:
         """Snapshot infos matching ``pattern`` (a name, wildcard or ``_all``); [] if an explicit name is missing."""
         raise NotImplementedError
@@ -335,6 +341,14 @@ class Cluster:
 
     def close_indices(self, names: list[str]) -> None:
         """Close indices by explicit name."""
+        raise NotImplementedError
+
+    def open_indices(self, names: list[str]) -> None:
+        """Open closed indices by explicit name."""
+        raise NotImplementedError
+
+    def data_streams(self) -> list[dict[str, Any]]:
+        """Every data stream (hidden ones included), as ``GET _data_stream/*?expand_wildcards=all`` lists them."""
         raise NotImplementedError
 
     def refresh(self, expr: str) -> None:
@@ -378,6 +392,9 @@ class _Es8Cluster(Cluster):
 
     def verify_repository(self, name: str) -> dict[str, Any]:
         return dict(self._call(f"verify repository {name}", lambda: self.client.snapshot.verify_repository(name=name)))
+
+    def delete_repository(self, name: str) -> None:
+        self._call(f"unregister repository {name}", lambda: self.client.snapshot.delete_repository(name=name))
 
     def snapshots(self, repository: str, pattern: str) -> list[dict[str, Any]]:
         got = self._optional(
@@ -444,6 +461,19 @@ class _Es8Cluster(Cluster):
                 f"close indices {','.join(chunk)[:200]}", functools.partial(self.client.indices.close, index=chunk)
             )
 
+    def open_indices(self, names: list[str]) -> None:
+        for chunk in _chunks(names):
+            self._call(
+                f"open indices {','.join(chunk)[:200]}", functools.partial(self.client.indices.open, index=chunk)
+            )
+
+    def data_streams(self) -> list[dict[str, Any]]:
+        got = self._call(
+            "list data streams",
+            lambda: self.client.indices.get_data_stream(name="*", expand_wildcards="all"),
+        )
+        return list(got.body.get("data_streams", []))
+
     def refresh(self, expr: str) -> None:
         self._call(f"refresh {expr[:200]}", lambda: self.client.indices.refresh(index=expr))
 
@@ -474,6 +504,9 @@ class _Es7Cluster(Cluster):
 
     def verify_repository(self, name: str) -> dict[str, Any]:
         return dict(self._call(f"verify repository {name}", lambda: self.client.snapshot.verify_repository(name)))
+
+    def delete_repository(self, name: str) -> None:
+        self._call(f"unregister repository {name}", lambda: self.client.snapshot.delete_repository(name))
 
     def snapshots(self, repository: str, pattern: str) -> list[dict[str, Any]]:
         got = self._optional(
@@ -544,6 +577,19 @@ class _Es7Cluster(Cluster):
                 f"close indices {','.join(chunk)[:200]}",
                 functools.partial(self.client.indices.close, index=",".join(chunk)),
             )
+
+    def open_indices(self, names: list[str]) -> None:
+        for chunk in _chunks(names):
+            self._call(
+                f"open indices {','.join(chunk)[:200]}",
+                functools.partial(self.client.indices.open, index=",".join(chunk)),
+            )
+
+    def data_streams(self) -> list[dict[str, Any]]:
+        got = self._call(
+            "list data streams", lambda: self.client.indices.get_data_stream(name="*", expand_wildcards="all")
+        )
+        return list(got.get("data_streams", []))
 
     def refresh(self, expr: str) -> None:
         self._call(f"refresh {expr[:200]}", lambda: self.client.indices.refresh(index=expr))
@@ -888,6 +934,7 @@ def backup(
     wanted = repository_settings(catalog, s3_client)
     cluster = connect(es)
     repo = es.repository
+    check_no_data_streams(cluster, indices)
 
     current = cluster.get_repository(repo)
     _check_writer(cluster, repo, current, wanted, tenant, take_over_repository)
@@ -998,6 +1045,31 @@ def backup(
     }
 
 
+def check_no_data_streams(cluster: Cluster, indices: str) -> None:
+    """Refuse (exit 2) when ``indices`` reaches a data stream: this step handles plain indices only.
+
+    A wildcard matches a non-hidden data stream by its name and resolves to the stream's hidden ``.ds-*``
+    backing indices; restoring backing indices by name does not bring the data stream back (ES docs).
+    """
+    if cluster.info.version_tuple < (7, 9):
+        return  # data streams exist from 7.9
+    streams = cluster.data_streams()
+    items = {i.strip() for i in indices.split(",")}
+    visible = select([s["name"] for s in streams if not s.get("hidden")], indices)
+    hidden = [s["name"] for s in streams if s.get("hidden") and s["name"] in items]
+    backing = select([i["index_name"] for s in streams for i in s.get("indices", [])], indices)
+    reached = visible + hidden + backing
+    if reached:
+        excluded = ",".join(f"-{n}" for n in (visible + hidden)[:3]) or "-.ds-*"
+        raise UsageError(
+            f"--indices {indices!r} reaches data streams or their backing indices ({_listed(reached)}); this step "
+            "snapshots and restores plain indices only, and restoring backing indices does not bring a data stream "
+            "back",
+            hint=f"exclude them (e.g. --indices '{indices},{excluded}') and protect data streams another way; "
+            "see the limits in docs/components/elasticsearch.md",
+        )
+
+
 def _check_writer(
     cluster: Cluster,
     repo: str,
@@ -1078,6 +1150,101 @@ def wait_for_health(cluster: Cluster, targets: list[str], status: str, timeout_s
                 )
 
 
+def _writer_uuid(catalog: Catalog, manifest: ComponentManifest) -> str:
+    """The cluster uuid that writes the repository now: the one in the newest elasticsearch manifest."""
+    newest = catalog.latest_with(COMPONENT)
+    if newest is None or newest.run_id == manifest.run_id:
+        return str(manifest.source.get("cluster_uuid", ""))
+    try:
+        return str(catalog.read_manifest(newest.run_id, COMPONENT).source.get("cluster_uuid", ""))
+    except IntegrityError as exc:
+        get_logger().warning("cannot tell the repository's writer; a new registration is read-only", error=exc.message)
+        return ""
+
+
+def restore_registration(
+    current: dict[str, Any] | None, location: dict[str, Any], mode: str, writer: bool
+) -> bool | None:
+    """The ``readonly`` flag a restore registers the repository with, or ``None`` to keep the registration.
+
+    ``auto`` never changes a registration at the same location (a writable one stays writable, so the
+    nightly backup keeps working after restoring a run another cluster wrote); a missing one is registered
+    read-only unless this cluster is the repository's writer. ``readonly``/``writable`` force the mode.
+    """
+    if current is not None and _same_location(current, location):
+        if mode == "auto" or _is_readonly(current) == (mode == "readonly"):
+            return None
+        return mode == "readonly"
+    return mode == "readonly" or (mode == "auto" and not writer)
+
+
+def _unregister_after_plan(cluster: Cluster, repo: str) -> None:
+    try:
+        cluster.delete_repository(repo)
+    except StepError as exc:
+        if isinstance(exc, EsApiError) and exc.status == 404:  # the registration itself failed: nothing to undo
+            return
+        raise TransientError(
+            f"the plan registered repository {repo!r} read-only to read the snapshot and could not unregister it: "
+            f"{exc.message}",
+            hint=f"DELETE _snapshot/{repo} (the snapshots in S3 stay); a read-only registration makes backups "
+            "on this cluster refuse",
+        ) from exc
+    get_logger().info("repository registered read-only only to read the snapshot; unregistered again", repository=repo)
+
+
+def check_snapshot(cluster: Cluster, repo: str, where: str, name: str, run: str, sources: list[str]) -> None:
+    """The run's snapshot is in the repository, SUCCESS, and holds ``sources`` (exit 3 otherwise)."""
+    info = cluster.snapshot(repo, name)
+    if info is None:
+        raise IntegrityError(
+            f"snapshot {name} of run {run} is not in repository {repo} ({where})",
+            hint="it was deleted (prune?) or the repository points elsewhere; pick another run",
+        )
+    if info.get("state") != "SUCCESS":
+        raise IntegrityError(f"snapshot {name} is {info.get('state')}, not SUCCESS", hint="pick another run")
+    missing = sorted(set(sources) - set(info.get("indices") or []))
+    if missing:
+        raise IntegrityError(f"snapshot {name} lacks indices the manifest lists: {', '.join(missing[:10])}")
+
+
+def not_restored(cluster: Cluster, exc: StepError, deleted: list[str], closed: list[str]) -> StepError:
+    """The error for a restore that did not start, after reopening the indices this step closed.
+
+    A restore refused because a target index exists (open) means a writer re-created or reopened it: exit 3,
+    since a retry would delete again and lose the same race.
+    """
+    notes = []
+    if deleted:
+        notes.append(f"this step had deleted {_listed(deleted)} (not restored)")
+    if closed:
+        try:
+            cluster.open_indices(closed)
+            notes.append(f"the indices this step had closed were reopened: {_listed(closed)}")
+        except StepError as again:
+            notes.append(
+                f"indices this step closed are STILL CLOSED: {_listed(closed)} (reopening failed: {again.message}); "
+                f"open them with POST {','.join(closed)[:300]}/_open"
+            )
+    if (
+        isinstance(exc, EsApiError)
+        and exc.etype == "snapshot_restore_exception"
+        and "index with same name already exists" in exc.reason
+    ):
+        found = re.search(r"cannot restore index \[([^\]]+)\]", exc.reason)
+        return IntegrityError(
+            f"restore refused: index [{found.group(1) if found else '?'}] exists (open) again, so something still "
+            f"writes to the target and re-created or reopened it; {'; '.join(notes) or 'nothing was changed'}",
+            hint="fence the writers (scale the applications to 0) or set action.auto_create_index=false on the "
+            "cluster, then run the restore again",
+        )
+    if not notes:
+        return exc
+    error = StepError(f"{exc.message}; {'; '.join(notes)}", hint=exc.hint)
+    error.exit_code = exc.exit_code
+    return error
+
+
 @action(cli)
 @catalog_options
 @run_id_option(default="latest")
@@ -1098,7 +1265,8 @@ def wait_for_health(cluster: Cluster, targets: list[str], status: str, timeout_s
     type=click.Choice(["auto", "readonly", "writable"]),
     default="auto",
     show_default=True,
-    help="How to register a missing repository; auto = read-only unless this cluster wrote the backup.",
+    help="auto: keep an existing registration as it is; register a missing one read-only unless this cluster "
+    "wrote the newest backup. readonly/writable: force that mode (with --confirm).",
 )
 @click.option("--s3-client", default="default", show_default=True, help="ES s3.client.<name> holding S3 settings.")
 @click.option("--wait-for-status", type=click.Choice(["green", "yellow"]), default="green", show_default=True)
@@ -1145,20 +1313,25 @@ def restore(
             f"indices from Elasticsearch {backup_version} cannot be restored into {cluster.info.version}",
             hint="restore into the previous major first and reindex",
         )
-    writer = manifest.source.get("cluster_uuid") == cluster.info.cluster_uuid
-    readonly = repository_mode == "readonly" or (repository_mode == "auto" and not writer)
-    repository = ensure_repository(cluster, es.repository, location, readonly=readonly)
-    info = cluster.snapshot(es.repository, name)
-    if info is None:
-        raise IntegrityError(
-            f"snapshot {name} of run {run} is not in repository {es.repository} ({repository['location']})",
-            hint="it was deleted (prune?) or the repository points elsewhere; pick another run",
-        )
-    if info.get("state") != "SUCCESS":
-        raise IntegrityError(f"snapshot {name} is {info.get('state')}, not SUCCESS", hint="pick another run")
-    missing = sorted(set(mapping) - set(info.get("indices") or []))
-    if missing:
-        raise IntegrityError(f"snapshot {name} lacks indices the manifest lists: {', '.join(missing[:10])}")
+    current = cluster.get_repository(es.repository)
+    writer = _writer_uuid(catalog, manifest) == cluster.info.cluster_uuid
+    wanted = restore_registration(current, location, repository_mode, writer)
+    on_confirm = "keep as registered"
+    if wanted is not None:
+        on_confirm = f"{'register' if current is None else 're-register'} {'read-only' if wanted else 'writable'}"
+    # A plan changes nothing: it reads through the registration as it is, or registers read-only just to read.
+    for_plan_only = not confirm and current is None
+    if confirm:
+        readonly = _is_readonly(current) if wanted is None else wanted
+    else:
+        readonly = current is None or _is_readonly(current)
+    try:
+        repository = ensure_repository(cluster, es.repository, location, readonly=readonly)
+        check_snapshot(cluster, es.repository, repository["location"], name, run, list(mapping))
+    finally:
+        if for_plan_only:
+            _unregister_after_plan(cluster, es.repository)
+    repository.update(on_confirm=on_confirm, registered_for_plan_only=for_plan_only)
 
     live = cluster.all_indices()
     primaries = manifest.fingerprints.get("primary_shards", {})
@@ -1189,6 +1362,7 @@ def restore(
         "server": cluster.info.version,
         "mode": mode,
         "include_global_state": include_global_state,
+        "include_aliases": rename_pattern is None,
         "indices": plan_rows,
         "replace": existing,
     }
@@ -1205,20 +1379,32 @@ def restore(
         catalog.record_once(operation, "elasticsearch-prior", prior)
     write_output("prior-state", prior)
     log.info("prior state recorded", replace=existing)
-    if existing and mode == "delete":
-        cluster.delete_indices(existing)
-    elif existing:
-        cluster.close_indices(existing)
     body: dict[str, Any] = {
         "indices": ",".join(mapping),
         "include_global_state": include_global_state,
-        "include_aliases": True,
+        # ES does not rename aliases: a renamed copy would join the live indices' aliases (and write alias).
+        "include_aliases": rename_pattern is None,
     }
     if cluster.feature_states_supported:
         body["feature_states"] = ["none"]
     if rename_pattern is not None:
         body.update(rename_pattern=rename_pattern, rename_replacement=rename_replacement)
-    cluster.restore(es.repository, name, body)
+    deleted: list[str] = []
+    closed: list[str] = []
+    try:
+        for chunk in _chunks(existing):
+            if mode == "delete":
+                cluster.delete_indices(chunk)
+                deleted += chunk
+            else:
+                cluster.close_indices(chunk)
+                closed += chunk
+        cluster.restore(es.repository, name, body)
+    except StepError as exc:
+        error = not_restored(cluster, exc, deleted, closed)
+        if error is exc:
+            raise
+        raise error from exc
     log.info("restore started", snapshot=name, indices=len(targets))
     if targets:
         wait_for_health(cluster, targets, wait_for_status, green_timeout)
@@ -1285,13 +1471,16 @@ def verify_counts(
     type=int,
     default=3,
     show_default=True,
-    help="Always keep this many newest complete snapshots (SUCCESS with a manifest), however old.",
+    help="As for catalog prune: the snapshots of the newest this many sealed runs are kept, however old.",
 )
 @confirm_option
 def prune(
     catalog: Catalog, tenant: str, es: EsSettings, older_than_days: int, min_complete: int, confirm: bool
 ) -> dict[str, Any]:
-    """Delete this tenant's snapshots older than the retention through the ES API (never through S3)."""
+    """Delete this tenant's snapshots older than the retention through the ES API (never through S3).
+
+    The snapshot of every run that ``catalog prune`` keeps (same retention) is kept, so "latest" stays restorable.
+    """
     if older_than_days < 0 or min_complete < 0:
         raise UsageError("--older-than-days and --min-complete must be >= 0")
     cluster = connect(es)
@@ -1304,7 +1493,8 @@ def prune(
             f"repository {repo!r} is read-only on this cluster", hint="prune on the cluster that writes the backups"
         )
     own = re.compile(rf"^{re.escape(tenant)}-(\d{{8}})t(\d{{6}})z-([0-9a-f]{{6}})$")
-    complete_runs = {r.run_id for r in catalog.list_runs() if COMPONENT in r.components}
+    now = utcnow()
+    kept_runs = {r.run_id for r in catalog.prune_plan(older_than_days, min_complete, now=now).keep}
     snaps = []
     for info in cluster.snapshots(repo, f"{tenant}-*"):
         match = own.match(str(info.get("snapshot")))
@@ -1312,22 +1502,15 @@ def prune(
             run = f"{match.group(1)}T{match.group(2)}Z-{match.group(3)}"
             snaps.append((int(info.get("start_time_in_millis") or 0), info, run))
     snaps.sort(key=lambda s: s[0])
-    complete = [s for s in snaps if s[1].get("state") == "SUCCESS" and s[2] in complete_runs]
-    protected = {s[1]["snapshot"] for s in complete[max(0, len(complete) - min_complete) :]}
-    cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).timestamp() * 1000
-    doomed = [
-        s[1]["snapshot"]
-        for s in snaps
-        if s[0] < cutoff and s[1]["snapshot"] not in protected and s[1].get("state") != "IN_PROGRESS"
-    ]
+    cutoff = (now - timedelta(days=older_than_days)).timestamp() * 1000
+    old = [s for s in snaps if s[0] < cutoff and s[1].get("state") != "IN_PROGRESS"]
+    doomed = [s[1]["snapshot"] for s in old if s[2] not in kept_runs]
     result: dict[str, Any] = {
         "tenant": tenant,
         "repository": repo,
         "delete": doomed,
         "kept": len(snaps) - len(doomed),
-        "protected_by_min_complete": [
-            s[1]["snapshot"] for s in snaps if s[0] < cutoff and s[1]["snapshot"] in protected
-        ],
+        "kept_for_catalog": [s[1]["snapshot"] for s in old if s[2] in kept_runs],
         "dry_run": not confirm,
     }
     if not confirm:
@@ -1339,6 +1522,11 @@ def prune(
 
 
 # ---- small helpers --------------------------------------------------------------------------------
+
+
+def _listed(names: list[str], limit: int = 10) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

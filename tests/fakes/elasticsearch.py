@@ -9,7 +9,9 @@ Snapshots live in a :class:`FakeBlobStore` keyed by (bucket, base_path), which s
 can share, so a snapshot written by one cluster can be restored on another (as with a real S3 bucket).
 
 Tests script behaviour through :class:`Scenario` (PARTIAL/FAILED snapshots, snapshots that never
-finish, restored shards that never get allocated, lost documents, failing repository verification).
+finish, restored shards that never get allocated, lost documents, failing repository verification,
+an application that re-creates deleted indices, a master too busy to open indices) and through state
+(aliases, data streams, snapshot deletions in progress).
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class FakeIndex:
     unassigned_reason: str | None = None  # primaries stay UNASSIGNED with this reason (index red)
     ready_at: float = 0.0  # shards are INITIALIZING until this monotonic time
     uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
+    aliases: dict[str, bool] = field(default_factory=dict)  # alias name -> is_write_index
+
+    def saved(self) -> FakeIndex:
+        """The copy a snapshot keeps: counts, shape and alias metadata."""
+        return FakeIndex(self.name, self.docs, self.primaries, self.replicas, aliases=dict(self.aliases))
 
 
 @dataclass
@@ -157,6 +164,8 @@ class Scenario:
     docs_written_during_snapshot: dict[str, int] = field(default_factory=dict)  # live writes after the start
     verify_error: str | None = None  # repository verification fails with this reason
     s3_plugin: bool = True  # 7.x without the repository-s3 plugin: type [s3] does not exist
+    recreate_after_delete: int | None = None  # a live writer auto-creates each deleted index with this many docs
+    open_timeout: bool = False  # POST <indices>/_open: the master does not process the task in time (503)
 
 
 @dataclass
@@ -193,6 +202,8 @@ class FakeElasticsearch(ServedFake):
         self.scenario = Scenario()
         self.indices: dict[str, FakeIndex] = {}
         self.repositories: dict[str, dict[str, Any]] = {}
+        self.data_streams: dict[str, dict[str, Any]] = {}  # name -> {"hidden": bool, "indices": [backing names]}
+        self.deletions_in_progress: set[tuple[str, str]] = set()  # (repository, snapshot) being deleted
         self.destructive_requires_name = self.major >= 8
         self.requests: list[Recorded] = []
         self.lock = threading.RLock()
@@ -212,6 +223,13 @@ class FakeElasticsearch(ServedFake):
             self.indices[name] = FakeIndex(name, docs, primaries, replicas, **kw)
             return self.indices[name]
 
+    def add_data_stream(self, name: str, docs: int, *, hidden: bool = False) -> FakeIndex:
+        """Create a data stream with one (hidden) backing index ``.ds-<name>-2026.01.01-000001``."""
+        with self.lock:
+            backing = self.add_index(f".ds-{name}-2026.01.01-000001", docs)
+            self.data_streams[name] = {"hidden": hidden, "indices": [backing.name]}
+            return backing
+
     def add_repository(self, name: str, bucket: str, base_path: str, **settings: Any) -> None:
         """Register an S3 repository directly (as if done earlier through the API)."""
         with self.lock:
@@ -222,7 +240,7 @@ class FakeElasticsearch(ServedFake):
     ) -> FakeSnapshot:
         """Put a finished snapshot of the current open indices into a repository, ``age_days`` old."""
         with self.lock:
-            contents = {n: FakeIndex(n, i.docs, i.primaries, i.replicas) for n, i in self.indices.items()}
+            contents = {n: i.saved() for n, i in self.indices.items()}
             start = int((time.time() - age_days * 86400) * 1000)
             snap = FakeSnapshot(
                 name=name,
@@ -352,6 +370,10 @@ class FakeElasticsearch(ServedFake):
                 return 200, self._delete_indices(parts[0])
             elif len(parts) == 2 and parts[1] == "_close" and method == "POST":
                 return 200, self._close_indices(parts[0])
+            elif len(parts) == 2 and parts[1] == "_open" and method == "POST":
+                return 200, self._open_indices(parts[0])
+            elif parts[0] == "_data_stream" and len(parts) <= 2 and method == "GET":
+                return 200, self._get_data_streams(parts[1] if len(parts) == 2 else "*", q)
             elif parts[-1] == "_refresh" and method in ("POST", "GET"):
                 names = self._resolve(parts[0] if len(parts) == 2 else "*", q)
                 total = sum(self.indices[n].primaries for n in names)
@@ -494,7 +516,55 @@ class FakeElasticsearch(ServedFake):
             expr, {"expand_wildcards": "open,closed"}, allow_wildcards=not self.destructive_requires_name
         ):
             del self.indices[name]
+            if self.scenario.recreate_after_delete is not None:  # the app's next write auto-creates it
+                self.indices[name] = FakeIndex(name, self.scenario.recreate_after_delete)
         return {"acknowledged": True}
+
+    def _open_indices(self, expr: str) -> dict[str, Any]:
+        names = self._resolve(expr, {"expand_wildcards": "closed"})
+        if self.scenario.open_timeout:
+            raise EsError(
+                503,
+                "process_cluster_event_timeout_exception",
+                f"failed to process cluster event (open-indices {names}) within 30s",
+            )
+        for name in names:
+            self.indices[name].status = "open"
+        return {"acknowledged": True, "shards_acknowledged": True}
+
+    def _get_data_streams(self, expr: str, q: dict[str, str]) -> dict[str, Any]:
+        expand = q.get("expand_wildcards", "open")
+        chosen: list[str] = []
+        for item in [i for i in expr.split(",") if i]:
+            if "*" in item or item == "_all":
+                pattern = "*" if item == "_all" else item
+                chosen.extend(
+                    n
+                    for n, ds in sorted(self.data_streams.items())
+                    if fnmatch.fnmatchcase(n, pattern)
+                    and (not ds["hidden"] or "all" in expand or "hidden" in expand)
+                    and n not in chosen
+                )
+            elif item in self.data_streams:
+                chosen.append(item)
+            else:
+                raise EsError(404, "index_not_found_exception", f"no such index [{item}]")
+        streams = []
+        for name in chosen:
+            ds = self.data_streams[name]
+            streams.append(
+                {
+                    "name": name,
+                    "timestamp_field": {"name": "@timestamp"},
+                    "indices": [{"index_name": i, "index_uuid": self.indices[i].uuid} for i in ds["indices"]],
+                    "generation": len(ds["indices"]),
+                    "status": "GREEN",
+                    "template": f"{name}-template",
+                    "hidden": ds["hidden"],
+                    "system": False,
+                }
+            )
+        return {"data_streams": streams}
 
     def _close_indices(self, expr: str) -> dict[str, Any]:
         names = self._resolve(expr, {}, allow_wildcards=not self.destructive_requires_name)
@@ -628,9 +698,7 @@ class FakeElasticsearch(ServedFake):
         red = [n for n in names if self.indices[n].unassigned_reason]
         if red and not body.get("partial"):
             raise EsError(500, "snapshot_exception", f"[{repo}:{name}] Indices don't have primary shards {red}")
-        contents = {
-            n: FakeIndex(n, self.indices[n].docs, self.indices[n].primaries, self.indices[n].replicas) for n in names
-        }
+        contents = {n: self.indices[n].saved() for n in names}
         for index, extra in self.scenario.docs_written_during_snapshot.items():
             if index in self.indices:
                 self.indices[index].docs += extra
@@ -698,6 +766,12 @@ class FakeElasticsearch(ServedFake):
         if snap is None:
             raise EsError(404, "snapshot_missing_exception", f"[{repo}:{name}] is missing")
         where = f"[{repo}:{name}/{snap.uuid}]"
+        if (repo, name) in self.deletions_in_progress:  # 7.8+: only a deletion of this very snapshot conflicts
+            raise EsError(
+                503,
+                "concurrent_snapshot_execution_exception",
+                f"{where} cannot restore a snapshot while a snapshot deletion is in-progress [[{repo}:[{name}]]]",
+            )
         if snap.state != "SUCCESS" and not (snap.state == "PARTIAL" and body.get("partial")):
             raise EsError(500, "snapshot_restore_exception", f"{where} unsupported snapshot state [{snap.state}]")
         if _version_tuple(snap.version) > _version_tuple(self.version):
@@ -749,6 +823,9 @@ class FakeElasticsearch(ServedFake):
                     f"{where} cannot restore index [{target}] with [{existing.primaries}] shards from a snapshot of "
                     f"index [{source}] with [{snap.contents[source].primaries}] shards",
                 )
+        include_aliases = str(body.get("include_aliases", True)).lower() == "true"
+        if include_aliases:
+            self._check_write_aliases({t: snap.contents[s].aliases for s, t in targets.items()})
         ready_at = time.monotonic() + self.scenario.restore_recovery_s
         for source, target in targets.items():
             saved = snap.contents[source]
@@ -759,8 +836,27 @@ class FakeElasticsearch(ServedFake):
                 saved.replicas,
                 unassigned_reason=self.scenario.restore_unassigned,
                 ready_at=ready_at,
+                aliases=dict(saved.aliases) if include_aliases else {},
             )
         return {"accepted": True}
+
+    def _check_write_aliases(self, restored: dict[str, dict[str, bool]]) -> None:
+        """Like the metadata validation of a restore: an alias may have only one write index."""
+        writers: dict[str, list[str]] = {}
+        for name, idx in self.indices.items():
+            if name not in restored:
+                for alias, is_write in idx.aliases.items():
+                    if is_write:
+                        writers.setdefault(alias, []).append(name)
+        for name, aliases in restored.items():
+            for alias, is_write in aliases.items():
+                if is_write:
+                    writers.setdefault(alias, []).append(name)
+        for alias, names in writers.items():
+            if len(names) > 1:
+                raise EsError(
+                    500, "illegal_state_exception", f"alias [{alias}] has more than one write index [{','.join(names)}]"
+                )
 
 
 @contextlib.contextmanager

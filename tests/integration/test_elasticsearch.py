@@ -5,6 +5,7 @@ Every step runs as a subprocess (``run_step``); the catalog lives in moto's S3 s
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -44,6 +45,18 @@ def step(action: str, fake: FakeElasticsearch, store: str, *args: str, env: dict
 
 def catalog(store: str) -> Catalog:
     return Catalog(open_store(store), TENANT)
+
+
+def snap(run_id: str) -> str:
+    return f"{TENANT}-{run_id.lower()}"
+
+
+def es_manifest(run_id: str) -> ComponentManifest:
+    """An (object-less) elasticsearch manifest, enough for the catalog to count the component complete."""
+    now = utcnow()
+    return ComponentManifest(
+        tenant=TENANT, run_id=run_id, component="elasticsearch", started_at=now, finished_at=now, objects=[]
+    )
 
 
 def assert_no_secret(fake: FakeElasticsearch, *runs: StepRun) -> None:
@@ -103,6 +116,7 @@ def test_backup_restore_round_trip(es: FakeElasticsearch, store: str) -> None:
     restore_body = es.calls("POST", f"/_snapshot/tenant-dr/{name}/_restore")[0].body
     assert restore_body["include_global_state"] is False
     assert restore_body["feature_states"] == ["none"]
+    assert restore_body["include_aliases"] is True
     assert restore_body["indices"] == "logs-1,users"
 
     verify = step("verify", es, store, "--run-id", run_id)
@@ -139,7 +153,15 @@ def test_restore_elsewhere_is_readonly_and_writer_takeover(store: str) -> None:
         fp = catalog(store).read_manifest(run_id, "elasticsearch").fingerprints
         assert (fp["doc_counts"]["logs"], fp["doc_counts_after"]["logs"]) == (100, 110)
 
-        r = step("restore", new, store, "--confirm", "--rename-pattern", "(.+)", "--rename-replacement", "r-$1")
+        rename = ("--rename-pattern", "(.+)", "--rename-replacement", "r-$1")
+        plan = step("restore", new, store, *rename)
+        assert plan.code == 0, plan.error
+        assert new.repositories == {}  # registered read-only only to read the snapshot, then unregistered
+        assert new.calls("DELETE", "/_snapshot/tenant-dr")
+        repository = plan.result["plan"]["repository"]
+        assert repository["registered_for_plan_only"] is True and repository["on_confirm"] == "register read-only"
+
+        r = step("restore", new, store, "--confirm", *rename)
         assert r.code == 0, r.error
         assert new.indices["r-logs"].docs == 100 and new.indices["r-logs"].primaries == 3
         assert new.repositories["tenant-dr"]["settings"]["readonly"] == "true"
@@ -305,16 +327,8 @@ def test_prune_keeps_min_complete_and_other_tenants(store: str) -> None:
         for run_id in runs:
             fake.add_snapshot("tenant-dr", f"{TENANT}-{run_id.lower()}", age_days=ages[run_id])
             if run_id != runs[3]:  # runs[3]: snapshot SUCCESS but no manifest -> not complete
-                cat.write_manifest(
-                    ComponentManifest(
-                        tenant=TENANT,
-                        run_id=run_id,
-                        component="elasticsearch",
-                        started_at=now,
-                        finished_at=now,
-                        objects=[],
-                    )
-                )
+                cat.write_manifest(es_manifest(run_id))
+                cat.seal(run_id, ["elasticsearch"])
         fake.add_snapshot("tenant-dr", f"acme-prod-{runs[0].lower()}", age_days=40)  # another tenant
         fake.add_snapshot("tenant-dr", f"{TENANT}-nightly-manual", age_days=40)  # not ours by name
         snaps = fake.snapshots("tenant-dr")
@@ -324,7 +338,7 @@ def test_prune_keeps_min_complete_and_other_tenants(store: str) -> None:
         assert plan.code == 0, plan.error
         # complete: runs 0,1,2,4 -> newest two complete are 2 and 4; run 3 is old and incomplete
         assert sorted(plan.result["delete"]) == sorted([name[runs[0]], name[runs[1]], name[runs[3]]])
-        assert plan.result["protected_by_min_complete"] == [name[runs[2]]]
+        assert plan.result["kept_for_catalog"] == [name[runs[2]]]
         assert plan.result["dry_run"] is True and len(snaps) == 7
 
         done = step("prune", fake, store, "--older-than-days", "15", "--min-complete", "2", "--confirm")
@@ -334,3 +348,138 @@ def test_prune_keeps_min_complete_and_other_tenants(store: str) -> None:
         )
         deletes = [r for r in fake.requests if r.method == "DELETE" and r.path.startswith("/_snapshot/")]
         assert len(deletes) == 1  # one API call; nothing is deleted through S3
+
+
+def test_prune_keeps_the_snapshots_of_runs_the_catalog_keeps(store: str) -> None:
+    """Another component failed for weeks: ES succeeded nightly, but only old runs are sealed ("latest" is old)."""
+    cat = catalog(store)
+    with fake_elasticsearch(V8) as fake:
+        fake.add_index("logs", docs=1)
+        fake.add_repository("tenant-dr", store.split("/")[2], f"backups/{TENANT}/es-repository")
+        ages = [30, 25, 20, 18, 3, 2, 1]
+        runs = [new_run_id(utcnow() - timedelta(days=d)) for d in ages]
+        for run_id, age in zip(runs, ages, strict=True):
+            fake.add_snapshot("tenant-dr", snap(run_id), age_days=age)
+            cat.write_manifest(es_manifest(run_id))
+        for run_id in runs[:3]:
+            cat.seal(run_id, ["elasticsearch"])
+        kept = {r.run_id for r in cat.prune_plan(15, 3).keep}
+        assert set(runs[:3]) <= kept  # the catalog keeps the newest 3 sealed runs, however old
+
+        done = step("prune", fake, store, "--older-than-days", "15", "--min-complete", "3", "--confirm")
+        assert done.code == 0, done.error
+        snaps = fake.snapshots("tenant-dr")
+        assert sorted(snaps) == sorted(snap(r) for r in kept)  # every kept run still has its snapshot
+        assert done.result["delete"] == [snap(runs[3])]  # old, never sealed: goes with its catalog run
+        latest = cat.latest_complete()
+        assert latest is not None and snap(latest.run_id) in snaps
+
+
+def test_restore_of_a_run_another_cluster_wrote_keeps_the_writer_writable(store: str) -> None:
+    shared = FakeBlobStore()
+    with fake_elasticsearch(V8, blobstore=shared) as old, fake_elasticsearch(V8, blobstore=shared) as new:
+        old.add_index("logs", docs=10)
+        pre_dr = new_run_id(utcnow() - timedelta(days=1))
+        assert step("backup", old, store, "--run-id", pre_dr).code == 0
+        new.add_index("logs", docs=4)  # after the DR, the new cluster took over as the writer
+        taken = step("backup", new, store, "--run-id", new_run_id(), "--take-over-repository")
+        assert taken.code == 0, taken.error
+        registered = copy.deepcopy(new.repositories)
+
+        new.requests.clear()
+        plan = step("restore", new, store, "--run-id", pre_dr)  # on-call plans a restore of a pre-DR run
+        assert plan.code == 0, plan.error
+        forced = step("restore", new, store, "--run-id", pre_dr, "--repository-mode", "readonly")
+        assert forced.code == 0, forced.error
+        assert new.repositories == registered  # plans change nothing
+        changes = [r for r in new.requests if r.method in ("PUT", "DELETE") or r.path.endswith(("_close", "_open"))]
+        assert changes == []
+        assert step("backup", new, store, "--run-id", new_run_id()).code == 0
+        assert plan.result["plan"]["repository"]["on_confirm"] == "keep as registered"
+        assert forced.result["plan"]["repository"]["on_confirm"] == "re-register read-only"
+
+        done = step("restore", new, store, "--run-id", pre_dr, "--confirm")
+        assert done.code == 0, done.error
+        assert new.indices["logs"].docs == 10
+        assert new.repositories == registered  # still writable
+        nightly = step("backup", new, store, "--run-id", new_run_id())
+        assert nightly.code == 0, nightly.error
+
+
+def test_delete_mode_with_a_live_writer_exits_3_naming_the_deleted_indices(store: str) -> None:
+    with fake_elasticsearch(V8) as fake:
+        fake.add_index("logs", docs=10)
+        fake.add_index("users", docs=5)
+        assert step("backup", fake, store, "--run-id", new_run_id()).code == 0
+        fake.scenario.recreate_after_delete = 1  # the app's next bulk write auto-creates each deleted index
+        fake.requests.clear()
+        r = step("restore", fake, store, "--confirm")
+        assert r.code == 3  # not retried: a retry would delete again and lose the same race
+        assert "restore refused: index [logs] exists (open) again" in r.error
+        assert "this step had deleted logs, users (not restored)" in r.error
+        assert "fence the writers" in r.error and "action.auto_create_index=false" in r.error
+        assert "\n" not in r.error
+        assert len(fake.calls("POST", r"/_snapshot/tenant-dr/[^/]+/_restore")) == 1
+        assert fake.indices["logs"].docs == 1  # what the writer created; nothing deleted it again
+
+
+@pytest.mark.parametrize("version", [V8, V7])
+def test_close_mode_reopens_the_indices_when_the_restore_is_refused(store: str, version: str) -> None:
+    with fake_elasticsearch(version) as fake:
+        fake.add_index("logs", docs=10)
+        fake.add_index("users", docs=5)
+        run_id = new_run_id()
+        assert step("backup", fake, store, "--run-id", run_id).code == 0
+        fake.deletions_in_progress.add(("tenant-dr", snap(run_id)))  # prune is deleting this very snapshot
+        r = step("restore", fake, store, "--confirm", "--mode", "close")
+        assert r.code == 1
+        assert "HTTP 503 concurrent_snapshot_execution_exception" in r.error
+        assert "the indices this step had closed were reopened: logs, users" in r.error
+        assert "\n" not in r.error
+        assert fake.calls("POST", "/logs,users/_close") and fake.calls("POST", "/logs,users/_open")
+        assert {n: i.status for n, i in fake.indices.items()} == {"logs": "open", "users": "open"}
+
+        fake.scenario.open_timeout = True  # the master is too busy to reopen them as well
+        r = step("restore", fake, store, "--confirm", "--mode", "close")
+        assert r.code == 1
+        assert "STILL CLOSED: logs, users" in r.error and "POST logs,users/_open" in r.error
+        assert {n: i.status for n, i in fake.indices.items()} == {"logs": "close", "users": "close"}
+
+
+def test_renamed_restore_does_not_take_the_live_aliases(store: str) -> None:
+    with fake_elasticsearch(V8) as fake:
+        aliases = {"logs-read": False, "logs-write": True}
+        fake.add_index("logs", docs=10, aliases=dict(aliases))
+        assert step("backup", fake, store, "--run-id", new_run_id()).code == 0
+        rename = ("--rename-pattern", "(.+)", "--rename-replacement", "copy-$1")
+        r = step("restore", fake, store, "--confirm", *rename)
+        assert r.code == 0, r.error
+        assert fake.indices["copy-logs"].docs == 10 and fake.indices["copy-logs"].aliases == {}
+        assert fake.indices["logs"].aliases == aliases  # the live tenant keeps its aliases alone
+        plan = step("restore", fake, store, *rename)
+        assert plan.code == 0 and plan.result["plan"]["include_aliases"] is False
+
+        fake.indices["logs"].docs = 3
+        in_place = step("restore", fake, store, "--confirm", "--indices", "logs")
+        assert in_place.code == 0, in_place.error
+        assert fake.indices["logs"].docs == 10 and fake.indices["logs"].aliases == aliases  # restored with it
+
+
+@pytest.mark.parametrize("version", [V8, V7])
+def test_backup_refuses_data_streams(store: str, version: str) -> None:
+    with fake_elasticsearch(version) as fake:
+        fake.add_index("users", docs=3)
+        fake.add_data_stream("ilm-history-7", docs=2, hidden=True)  # hidden: a wildcard does not reach it
+        assert step("backup", fake, store, "--run-id", new_run_id()).code == 0
+        fake.add_data_stream("logs-app-default", docs=5)
+        run_id = new_run_id()
+        r = step("backup", fake, store, "--run-id", run_id)
+        assert r.code == 2
+        assert "data streams or their backing indices (logs-app-default)" in r.error
+        assert "--indices '*,-.*,-logs-app-default'" in r.error
+        assert snap(run_id) not in fake.snapshots("tenant-dr")
+        assert not catalog(store).has_manifest(run_id, "elasticsearch")
+        explicit = step("backup", fake, store, "--run-id", new_run_id(), "--indices", "users,.ds-logs-app-default-*")
+        assert explicit.code == 2 and ".ds-logs-app-default-2026.01.01-000001" in explicit.error
+        excluded = step("backup", fake, store, "--run-id", new_run_id(), "--indices", "*,-.*,-logs-app-default")
+        assert excluded.code == 0, excluded.error
