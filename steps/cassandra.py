@@ -1,10 +1,12 @@
 """``python -m steps.cassandra backup|restore|verify``: per-pod SSTable snapshots streamed as tar.zst.
 
-Backup: ``nodetool snapshot`` on every pod, one ``tar`` per pod and keyspace streamed out of the pod
+Backup: check that the pods found are the whole ring, clear ``tdr-*`` snapshots left by earlier
+backups, ``nodetool snapshot`` on every pod, one ``tar`` per pod and keyspace streamed out of the pod
 through zstd into the store, the schema (``cqlsh DESCRIBE KEYSPACE``) and token map recorded,
 ``nodetool clearsnapshot`` always. Restore: verify, apply the schema when the keyspace is missing,
-stage each pod's tar in the pod, truncate, copy into the current table directories, ``nodetool
-refresh`` (or ``import`` on 4.x). Pod exec goes through :mod:`steps.podexec`.
+stage each pod's tar in the pod, truncate, then per table copy into the current table directory under
+new generations and ``nodetool refresh`` (or ``nodetool import`` from the staging dir on 4.x), checking
+that Cassandra loaded every SSTable. Pod exec goes through :mod:`steps.podexec`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ NON_SSTABLE_FILES = frozenset({"manifest.json", "schema.cql"})
 QUEUE_CHUNKS = 8  # exec-reader -> uploader buffer (chunks of at most ~1 MiB)
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,48}$")
 TABLE_DIR_RE = re.compile(r"^([A-Za-z0-9_]+)-([0-9a-f]{32})$")
+SNAPSHOT_PREFIX = "tdr-"  # reserved: every snapshot tag with it belongs to this step
+SNAPSHOT_TAG_RE = re.compile(r"^tdr-(\d{8}t\d{6}z)-[0-9a-f]{6}-a[0-9a-f]+$")
+SSTABLE_RE = re.compile(r"^([a-z]{2})-(\d+)-([a-z]+)-([A-Za-z0-9_.]+)$")  # <version>-<generation>-<format>-<component>
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+RING_LINE_RE = re.compile(r"^([UD][NLJM])\s+(\S+)\s")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Refresh copies a backed-up SSTable under a generation this far above the highest live one, clear of
+# the generations the node allocates (flushes, compactions) before ``nodetool refresh`` renames it.
+GENERATION_GAP = 1_000_000
+COPY_CONFLICT = 5  # exit code of COPY_NEW_SCRIPT when a target name exists
+DEFAULT_TRUNCATE_TIMEOUT = 3600
 
 cli = component("cassandra", "Cassandra: per-pod nodetool snapshots streamed to the catalog, and restore.")
 
@@ -77,7 +90,11 @@ else
   : > "$d/cqlshrc"
 fi
 head -c "$1" > "$d/input.cql"
-cqlsh --cqlshrc "$d/cqlshrc" -f "$d/input.cql"
+if [ -n "${2:-}" ]; then
+  cqlsh --cqlshrc "$d/cqlshrc" --request-timeout "$2" -f "$d/input.cql"
+else
+  cqlsh --cqlshrc "$d/cqlshrc" -f "$d/input.cql"
+fi
 """
 
 # $1 = keyspace dir, $2 = snapshot tag: print the <table-dir>/snapshots/<tag> directories.
@@ -95,22 +112,50 @@ find "$@" -type f | while IFS= read -r f; do
 done
 """
 
-# $1 = staged keyspace dir, $2 = tag, $3 = live keyspace dir, then pairs <backup dir> <current dir>.
-COPY_SCRIPT = r"""set -eu
-src=$1; tag=$2; dst=$3; shift 3
-while [ "$#" -ge 2 ]; do
-  from="$src/$1/snapshots/$tag"; to="$dst/$2"; shift 2
-  if [ ! -d "$to" ]; then echo "table directory $to does not exist" >&2; exit 4; fi
-  for f in "$from"/* "$from"/.[!.]*; do
-    [ -e "$f" ] || continue
-    case "${f##*/}" in manifest.json|schema.cql) continue ;; esac
-    cp -Rp "$f" "$to/"
+# $@ = dirs: print "<size>\t<dir>/<name>" for every regular file directly in them (not below).
+LIST_TOP_SCRIPT = r"""for d in "$@"; do
+  for f in "$d"/*; do
+    if [ -f "$f" ]; then printf '%s\t%s\n' "$(wc -c < "$f" | tr -d ' ')" "$f"; fi
   done
 done
 """
 
-# staged snapshot dirs: drop the non-SSTable files before ``nodetool import``.
-PREPARE_IMPORT_SCRIPT = r"""for d in "$@"; do rm -f "$d/manifest.json" "$d/schema.cql"; done
+# $1 = staged snapshot dir, $2 = live table dir, then "<staged name>=<live name>" per file. Never
+# overwrites: each live name is first claimed by an exclusive create (noclobber); if one exists (exit 5)
+# or a copy fails, the names this run claimed are removed again.
+COPY_NEW_SCRIPT = r"""set -u
+src=$1; dst=$2; shift 2
+if [ ! -d "$dst" ]; then echo "table directory $dst does not exist" >&2; exit 4; fi
+claimed=0; rc=0; conflict=""
+set -C
+for pair in "$@"; do
+  if ! true 2>/dev/null > "$dst/${pair#*=}"; then rc=5; conflict=${pair#*=}; break; fi
+  claimed=$((claimed + 1))
+done
+set +C
+if [ "$rc" -eq 0 ]; then
+  for pair in "$@"; do
+    if ! cat "$src/${pair%%=*}" >| "$dst/${pair#*=}"; then rc=1; break; fi
+  done
+fi
+if [ "$rc" -ne 0 ]; then
+  n=0
+  for pair in "$@"; do
+    if [ "$n" -ge "$claimed" ]; then break; fi
+    rm -f "$dst/${pair#*=}"
+    n=$((n + 1))
+  done
+fi
+if [ "$rc" -eq 5 ]; then echo "$conflict" >&2; fi
+exit "$rc"
+"""
+
+# staged snapshot dirs: drop the non-SSTable files and the legacy secondary index dirs (.<index>/)
+# before ``nodetool import``, which only looks at the top level and rebuilds indexes from the data.
+PREPARE_IMPORT_SCRIPT = r"""for d in "$@"; do
+  rm -f "$d/manifest.json" "$d/schema.cql"
+  rm -rf "$d"/.[!.]* "$d"/..?*
+done
 """
 
 
@@ -194,6 +239,75 @@ def parse_listing(text: str) -> list[tuple[str, int]]:
 def component_of(filename: str) -> str:
     """SSTable component of a file name (``nb-12-big-Data.db`` -> ``Data.db``)."""
     return filename.rsplit("-", 1)[-1]
+
+
+def parse_ring(text: str) -> list[dict[str, str]]:
+    """Nodes of ``nodetool status`` (every data center): ``[{state, address, host_id}]``."""
+    nodes: list[dict[str, str]] = []
+    for line in text.splitlines():
+        match = RING_LINE_RE.match(line.strip())
+        if match:
+            host = UUID_RE.search(line)
+            nodes.append(
+                {"state": match.group(1), "address": match.group(2), "host_id": host.group(0).lower() if host else ""}
+            )
+    return nodes
+
+
+def parse_snapshot_tags(text: str) -> set[str]:
+    """Snapshot names printed by ``nodetool listsnapshots`` (3.x and 4.x layouts)."""
+    tags: set[str] = set()
+    in_table = False
+    for line in text.splitlines():
+        fields = line.split()
+        if line.strip().startswith("Snapshot name"):
+            in_table = True
+        elif in_table and fields and not line.strip().startswith("Total"):
+            tags.add(fields[0])
+        elif in_table and fields:
+            in_table = False
+    return tags
+
+
+def is_stale_snapshot(tag: str, run_id: str, own_tag: str) -> bool:
+    """Whether ``tag`` is a ``tdr-*`` snapshot left behind by an earlier backup than ``run_id``.
+
+    That is one from an older run, an earlier attempt of this run, or one whose tag carries no run
+    time. Backups of a tenant never overlap (Argo mutex), so no live backup owns such a snapshot.
+    """
+    if not tag.startswith(SNAPSHOT_PREFIX) or tag == own_tag:
+        return False
+    match = SNAPSHOT_TAG_RE.match(tag)
+    return match is None or match.group(1) <= run_id.split("-", 1)[0].lower()
+
+
+def refresh_names(backed_up: list[str], live: list[str]) -> dict[str, str]:
+    """Backed-up SSTable file -> the name to copy it under into a live table dir, never a name in use.
+
+    Cassandra's refresh skips an SSTable whose descriptor it has loaded already, so a backed-up
+    ``mc-1-big-*`` copied over an ``mc-1-big-*`` flushed after TRUNCATE would never be loaded. Each
+    backed-up SSTable (all its components alike) therefore gets a generation ``GENERATION_GAP`` above the
+    highest live one; refresh then renames it to the node's next generation. A name without a numeric
+    generation keeps its name (the copy refuses to overwrite it).
+    """
+    bad = [n for n in backed_up if not FILE_NAME_RE.match(n)]
+    if bad:
+        raise IntegrityError(f"backed-up SSTable file name(s) {', '.join(map(repr, bad[:3]))} are not supported")
+    top = max((int(m.group(2)) for n in live if (m := SSTABLE_RE.match(n))), default=0)
+    descriptors = sorted(
+        {(m.group(1), int(m.group(2)), m.group(3)) for n in backed_up if (m := SSTABLE_RE.match(n))},
+        key=lambda d: (d[1], d[0], d[2]),
+    )
+    generation = {d: top + GENERATION_GAP + i for i, d in enumerate(descriptors)}
+    names: dict[str, str] = {}
+    for name in backed_up:
+        match = SSTABLE_RE.match(name)
+        if match:
+            version, gen, fmt, comp = match.group(1), int(match.group(2)), match.group(3), match.group(4)
+            names[name] = f"{version}-{generation[version, gen, fmt]}-{fmt}-{comp}"
+        else:
+            names[name] = name
+    return names
 
 
 def _names(value: str | None, what: str) -> list[str]:
@@ -436,15 +550,19 @@ class Cluster:
             pod, self.container, ["sh", "-c", script, "tenant-dr", *args], what=what, timeout=self.exec_timeout
         )
 
-    def cql(self, pod: Pod, statements: str) -> tuple[ExecResult, str]:
-        """Run CQL through ``cqlsh -f`` in ``pod``; credentials only ever travel on stdin."""
+    def cql(self, pod: Pod, statements: str, *, request_timeout: int | None = None) -> tuple[ExecResult, str]:
+        """Run CQL through ``cqlsh -f`` in ``pod``; credentials only ever travel on stdin.
+
+        ``request_timeout`` (seconds) replaces cqlsh's default of 10 s (``--request-timeout``).
+        """
         data = statements.encode()
         head = f"{self.username or ''}\n{self.password or ''}\n".encode()
         chunks: list[bytes] = []
+        timeout_arg = [str(request_timeout)] if request_timeout else []
         result = self.executor.exec(
             pod,
             self.container,
-            ["sh", "-c", CQLSH_SCRIPT, "tenant-dr-cqlsh", str(len(data))],
+            ["sh", "-c", CQLSH_SCRIPT, "tenant-dr-cqlsh", str(len(data)), *timeout_arg],
             stdout=chunks.append,
             stdin=[head + data],
             timeout=self.exec_timeout,
@@ -456,9 +574,9 @@ class Cluster:
             )
         return result, b"".join(chunks).decode("utf-8", "replace")
 
-    def cql_output(self, pod: Pod, statements: str, *, what: str) -> str:
+    def cql_output(self, pod: Pod, statements: str, *, what: str, request_timeout: int | None = None) -> str:
         """Like :meth:`cql` but fail on a non-zero exit; returns stdout."""
-        result, out = self.cql(pod, statements)
+        result, out = self.cql(pod, statements, request_timeout=request_timeout)
         result.check(f"cqlsh ({what}) in pod {pod.name}")
         return out
 
@@ -669,6 +787,51 @@ def _clear_snapshots(cluster: Cluster, pods: list[Pod], tag: str) -> list[str]:
         return [name for name in pool.map(clear, pods) if name]
 
 
+def _check_ring(cluster: Cluster, pods: list[Pod], infos: list[dict[str, Any]]) -> None:
+    """The pods found are the whole ring: every node of ``nodetool status`` is UN and has one of them.
+
+    A pod that is restarting (or Terminating, which the pod list leaves out) is missing from ``pods``;
+    a backup without it would be incomplete, so that is a transient error and the retry waits for it.
+    """
+    ring = parse_ring(cluster.nodetool(pods[0], "status"))
+    by_host = {str(info["host_id"]).lower(): pod.name for pod, info in zip(pods, infos, strict=True)}
+    problems: list[str] = [] if ring else ["'nodetool status' listed no nodes"]
+    for node in ring:
+        name = by_host.get(node["host_id"])
+        if name is None:
+            host = node["host_id"] or "?"
+            problems.append(f"node {node['address']} (host id {host}, {node['state']}) has no pod among those found")
+        elif node["state"] != "UN":
+            problems.append(f"node {node['address']} of pod {name} is {node['state']}, not UN")
+    in_ring = {node["host_id"] for node in ring}
+    problems += [
+        f"pod {name} (host id {host}) is not in the ring" for host, name in by_host.items() if host not in in_ring
+    ]
+    if problems:
+        raise TransientError(
+            f"the Cassandra ring ({len(ring)} node(s)) does not match the {len(pods)} pod(s) found "
+            f"({', '.join(p.name for p in pods)}): {'; '.join(problems)}",
+            hint="a pod is restarting (the retry waits for it) or --selector does not select every node's pod; "
+            "every node must be UN and have a pod",
+        )
+
+
+def _clear_stale_snapshots(cluster: Cluster, pods: list[Pod], run_id: str, tag: str) -> dict[str, list[str]]:
+    """Clear the ``tdr-*`` snapshots earlier backups left on each pod (e.g. killed by SIGTERM); returns them."""
+
+    def clear(pod: Pod) -> list[str]:
+        tags = parse_snapshot_tags(cluster.nodetool(pod, "listsnapshots"))
+        stale = sorted(t for t in tags if is_stale_snapshot(t, run_id, tag))
+        if stale:
+            get_logger().warning("clearing snapshots left by earlier backups", pod=pod.name, tags=stale)
+        for old in stale:
+            cluster.nodetool(pod, "clearsnapshot", "-t", old)
+        return stale
+
+    cleared = parallel(clear, pods, cluster.parallel)
+    return {pod.name: tags for pod, tags in zip(pods, cleared, strict=True) if tags}
+
+
 @action(cli)
 @catalog_options
 @run_id_option(help_text="Run id of this backup (YYYYMMDDTHHMMSSZ-xxxxxx); a new one if omitted.")
@@ -690,7 +853,11 @@ def backup(catalog: Catalog, tenant: str, run_id: str | None, cluster: Cluster) 
     version = parse_version(cluster.nodetool(first, "version"))
     cluster_name = parse_cluster_name(cluster.nodetool(first, "describecluster"))
     attempt = catalog.new_attempt()
-    tag = f"tdr-{run_id.lower()}-{attempt}"
+    tag = f"{SNAPSHOT_PREFIX}{run_id.lower()}-{attempt}"
+    infos = parallel(lambda p: parse_node_info(cluster.nodetool(p, "info", "--tokens")), pods, cluster.parallel)
+    nodes = {p.name: info for p, info in zip(pods, infos, strict=True)}
+    _check_ring(cluster, pods, infos)
+    stale = _clear_stale_snapshots(cluster, pods, run_id, tag)
 
     objects: list[ObjectRecord] = []
     schema: dict[str, dict[str, str]] = {}
@@ -706,8 +873,6 @@ def backup(catalog: Catalog, tenant: str, run_id: str | None, cluster: Cluster) 
         )
         objects.append(record)
         schema[keyspace] = {"object": record.name, "hash": schema_hash(text)}
-    infos = parallel(lambda p: parse_node_info(cluster.nodetool(p, "info", "--tokens")), pods, cluster.parallel)
-    nodes = {p.name: info for p, info in zip(pods, infos, strict=True)}
 
     log.info("snapshot", tag=tag, pods=[p.name for p in pods], keyspaces=cluster.keyspaces)
     uncleared: list[str] = []
@@ -787,6 +952,8 @@ def backup(catalog: Catalog, tenant: str, run_id: str | None, cluster: Cluster) 
     }
     if uncleared:
         result["snapshots_not_cleared"] = {"tag": tag, "pods": uncleared}
+    if stale:
+        result["stale_snapshots_cleared"] = stale
     return result
 
 
@@ -945,6 +1112,13 @@ def _staging_root(cluster: Cluster, staging_dir: str | None, run_id: str) -> str
     help="How SSTables are loaded: auto = import on Cassandra 4+, refresh before.",
 )
 @click.option("--staging-dir", default=None, help="Staging directory in the pod (default: next to --data-dir).")
+@click.option(
+    "--truncate-timeout",
+    type=click.IntRange(min=1),
+    default=DEFAULT_TRUNCATE_TIMEOUT,
+    show_default=True,
+    help="cqlsh --request-timeout (seconds) of each TRUNCATE; the server's truncate_request_timeout also applies.",
+)
 @confirm_option
 def restore(
     catalog: Catalog,
@@ -955,6 +1129,7 @@ def restore(
     allow_token_change: bool,
     load_mode: str,
     staging_dir: str | None,
+    truncate_timeout: int,
     confirm: bool,
 ) -> dict[str, Any]:
     """Verify the backup, then (with --confirm) truncate and load each pod's SSTables back."""
@@ -980,13 +1155,14 @@ def restore(
 
     # 2. read the target and plan
     pods = cluster.pods()
-    mapping = _pod_mapping(list(details["pods"]), pods)
     first = pods[0]
+    infos = parallel(lambda p: parse_node_info(cluster.nodetool(p, "info", "--tokens")), pods, cluster.parallel)
+    _check_ring(cluster, pods, infos)
+    mapping = _pod_mapping(list(details["pods"]), pods)
     version = parse_version(cluster.nodetool(first, "version"))
     mode = load_mode if load_mode != "auto" else ("import" if major_version(version) >= 4 else "refresh")
     if mode == "import" and major_version(version) < 4:
         raise UsageError(f"nodetool import needs Cassandra 4.0+, the target runs {version}", hint="use --load refresh")
-    infos = parallel(lambda p: parse_node_info(cluster.nodetool(p, "info", "--tokens")), pods, cluster.parallel)
     digests = {p.name: tokens_digest(i["tokens"]) for p, i in zip(pods, infos, strict=True)}
     token_changes = sorted(
         f"{src}->{dst.name}"
@@ -1081,6 +1257,9 @@ def restore(
                     f"staged files of {ks} in pod {pod.name} differ from the backup's file list",
                     hint="the pod's disk may be full; check the staging dir " + ks_stage,
                 )
+            if mode == "import":
+                staged_dirs = [posixpath.join(ks_stage, d) for d in dirs]
+                cluster.sh(pod, PREPARE_IMPORT_SCRIPT, *staged_dirs, what="prepare import")
             count += sum(len(t["files"]) for t in want.values())
         return count
 
@@ -1088,31 +1267,48 @@ def restore(
         staged = parallel(stage, list(mapping), cluster.parallel)
         log.info("staged", files=sum(staged))
 
-        # 5. truncate (cluster-wide, once) then load on every pod
+        # 5. truncate (cluster-wide, once) then load every table on every pod, whatever fails on the way
         for ks in keyspaces:
             for table in tables[ks]:
                 log.info("truncate", table=f"{ks}.{table}")
-                cluster.cql_output(first, f"TRUNCATE {ks}.{table};\n", what=f"truncate {ks}.{table}")
+                cluster.cql_output(
+                    first,
+                    f"TRUNCATE {ks}.{table};\n",
+                    what=f"truncate {ks}.{table}",
+                    request_timeout=truncate_timeout,
+                )
 
-        def load(src: str) -> dict[str, str]:
+        def load(src: str) -> tuple[dict[str, str], dict[str, StepError]]:
             pod = mapping[src]
             checks: dict[str, str] = {}
+            failures: dict[str, StepError] = {}
             for ks in keyspaces:
                 want = details["files"].get(src, {}).get(ks, {})
-                if want:
-                    checks.update(_load_keyspace(cluster, pod, ks, want, current[ks], staging, tag, mode))
-            return checks
+                for table in sorted(want):
+                    name = f"{pod.name}:{ks}.{table}"
+                    live_dir = posixpath.join(cluster.data_dir, ks, current[ks][table])
+                    snap = posixpath.join(staging, ks, want[table]["dir"], "snapshots", tag)
+                    try:
+                        checks[name] = _load_table(cluster, pod, ks, table, want[table], live_dir, snap, mode)
+                    except StepError as exc:
+                        log.error("loading a table failed; going on with the others", table=name, error=str(exc))
+                        failures[name] = exc
+            return checks, failures
 
         loaded = parallel(load, list(mapping), cluster.parallel)
     finally:
         _remove_staging(cluster, list(mapping.values()), staging)
-    checks = {f"{src}:{k}": v for src, c in zip(mapping, loaded, strict=True) for k, v in c.items()}
-    empty = sorted(k for k, v in checks.items() if v == "missing")
-    if empty:
-        raise IntegrityError(
-            f"after loading, {len(empty)} table(s) hold no SSTables although the backup had some: {', '.join(empty)}",
-            hint="see the Cassandra log of those pods",
-        )
+    checks = {k: v for c, _ in loaded for k, v in c.items()}
+    failed = {k: e for _, f in loaded for k, e in f.items()}
+    failed.update(
+        {
+            k: IntegrityError("it holds no SSTables after loading although the backup had some")
+            for k, v in checks.items()
+            if v == "missing"
+        }
+    )
+    if failed:
+        raise _load_failure(failed, total=len(set(checks) | set(failed)))
     result.update(
         {
             "staged_files": sum(staged),
@@ -1135,41 +1331,73 @@ def _remove_staging(cluster: Cluster, pods: list[Pod], staging: str) -> None:
     parallel(remove, pods, cluster.parallel)
 
 
-def _load_keyspace(
-    cluster: Cluster,
-    pod: Pod,
-    ks: str,
-    want: dict[str, dict[str, Any]],
-    current: dict[str, str],
-    staging: str,
-    tag: str,
-    mode: str,
-) -> dict[str, str]:
-    """Load one pod's staged SSTables of ``ks`` into the current table dirs; return the post-load checks."""
-    ks_stage = posixpath.join(staging, ks)
-    live_ks = posixpath.join(cluster.data_dir, ks)
-    tables = sorted(want)
-    if mode == "refresh":
-        pairs = [x for t in tables for x in (want[t]["dir"], current[t])]
-        cluster.sh(pod, COPY_SCRIPT, ks_stage, tag, live_ks, *pairs, what=f"copy {ks} SSTables")
-        for table in tables:
-            cluster.nodetool(pod, "refresh", "--", ks, table)
-    else:
-        snaps = [posixpath.join(ks_stage, want[t]["dir"], "snapshots", tag) for t in tables]
-        cluster.sh(pod, PREPARE_IMPORT_SCRIPT, *snaps, what="prepare import")
-        for table, snap in zip(tables, snaps, strict=True):
-            cluster.nodetool(pod, "import", "--", ks, table, snap)
-        staged = [p for p, _ in parse_listing(cluster.sh(pod, LIST_FILES_SCRIPT, ks_stage, ".", what="list staged"))]
-        leftover = [p for p in staged if p.endswith("-Data.db")]
-        if leftover:
-            raise IntegrityError(
-                f"nodetool import left {len(leftover)} SSTable(s) of {ks} unimported in pod {pod.name}",
-                hint="see the Cassandra log of that pod (token ownership?)",
-            )
-    listing = parse_listing(
-        cluster.sh(pod, LIST_FILES_SCRIPT, live_ks, *(current[t] for t in tables), what="list table files")
+def _load_failure(failed: dict[str, StepError], total: int) -> StepError:
+    """One error naming every table that failed to load (``pod:ks.table``); its class is the worst exit code."""
+    worst = max(e.exit_code for e in failed.values())
+    cls: type[StepError] = {3: IntegrityError, 2: UsageError}.get(int(worst), TransientError)
+    items = [f"{name}: {failed[name].message}" for name in sorted(failed)]
+    more = f"; and {len(items) - 8} more" if len(items) > 8 else ""
+    return cls(
+        f"loading failed for {len(failed)} of {total} table(s) (the others were loaded): {'; '.join(items[:8])}{more}",
+        hint="every backed-up table was truncated; see the Cassandra log of those pods, fix the cause and run the "
+        "restore again (it stages, truncates and loads everything again)",
     )
-    return {f"{ks}.{t}": _post_load_check(pod, listing, current[t], want[t]) for t in tables}
+
+
+def _list_top(cluster: Cluster, pod: Pod, *dirs: str) -> list[tuple[str, int]]:
+    """``(path, size)`` of the files directly in ``dirs`` on ``pod``."""
+    return parse_listing(cluster.sh(pod, LIST_TOP_SCRIPT, *dirs, what="list SSTables"))
+
+
+def _load_table(
+    cluster: Cluster, pod: Pod, ks: str, table: str, entry: dict[str, Any], live_dir: str, snap: str, mode: str
+) -> str:
+    """Load one table's staged SSTables on ``pod`` and check Cassandra took every one; the post-load outcome.
+
+    ``refresh``: copy the SSTables (not the index dirs: refresh rebuilds indexes) into ``live_dir`` under
+    unused generations, ``nodetool refresh``, then none of the copied names may remain (Cassandra renames
+    each SSTable it loads; one it skipped or could not read stays). ``import``: ``nodetool import`` of the
+    staged dir, after which no ``-Data.db`` may remain directly in it.
+    """
+    what = f"{ks}.{table} on pod {pod.name}"
+    if mode == "refresh":
+        backed_up = [rel for rel, _ in entry["files"] if "/" not in rel and rel not in NON_SSTABLE_FILES]
+        names = refresh_names(backed_up, [posixpath.basename(p) for p, _ in _list_top(cluster, pod, live_dir)])
+        if names:
+            pairs = [f"{src}={dst}" for src, dst in sorted(names.items())]
+            result = cluster.executor.exec(
+                pod,
+                cluster.container,
+                ["sh", "-c", COPY_NEW_SCRIPT, "tenant-dr", snap, live_dir, *pairs],
+                timeout=cluster.exec_timeout,
+            )
+            if result.returncode == COPY_CONFLICT:
+                raise IntegrityError(
+                    f"{what}: {posixpath.join(live_dir, result.stderr.strip().splitlines()[-1])} appeared while "
+                    "copying; not overwriting it",
+                    hint="something writes SSTables into the table during the restore; stop the writers",
+                )
+            result.check(f"copy of {what}")
+        cluster.nodetool(pod, "refresh", "--", ks, table)
+        listing = _list_top(cluster, pod, live_dir)
+        left = sorted(set(names.values()) & {posixpath.basename(p) for p, _ in listing})
+        if left:
+            raise IntegrityError(
+                f"{what}: nodetool refresh did not load {len(left)} copied file(s) ({', '.join(left[:4])})",
+                hint="Cassandra skips SSTables it has loaded already or cannot read; see the Cassandra log of that pod",
+            )
+    else:
+        cluster.nodetool(pod, "import", "--", ks, table, snap)
+        listing = _list_top(cluster, pod, snap, live_dir)
+        left = sorted(
+            posixpath.basename(p) for p, _ in listing if posixpath.dirname(p) == snap and p.endswith("-Data.db")
+        )
+        if left:
+            raise IntegrityError(
+                f"{what}: nodetool import left {len(left)} SSTable(s) unimported ({', '.join(left[:4])})",
+                hint="see the Cassandra log of that pod (token ownership? a corrupt SSTable?)",
+            )
+    return _post_load_check(pod, listing, live_dir, entry)
 
 
 def _post_load_check(pod: Pod, listing: list[tuple[str, int]], table_dir: str, entry: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import json
 import shutil
 import tarfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,21 @@ def snapshot_of_files(fc: FakeCassandra) -> dict[tuple[str, str, str], dict[str,
     }
 
 
+def contents(files: dict[str, bytes]) -> Counter[tuple[str, bytes]]:
+    """SSTable files by component and content: Cassandra renames generations when it loads SSTables."""
+    return Counter((name.rsplit("-", 1)[-1], data) for name, data in files.items())
+
+
+def holds(fc: FakeCassandra, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Counter[Any]]:
+    """What each node serves per (pod, keyspace, table): its loaded SSTables; no unloaded file may lie there."""
+    out: dict[tuple[str, str, str], Counter[Any]] = {}
+    for pod, ks, table in keys:
+        loaded = fc.loaded(pod, ks, table)
+        assert fc.files(pod, ks, table) == loaded, f"files on {pod} in {ks}.{table} that the node has not loaded"
+        out[pod, ks, table] = contents(loaded)
+    return out
+
+
 def catalog(store: str) -> Catalog:
     return Catalog(open_store(store), TENANT)
 
@@ -187,9 +203,10 @@ def test_round_trip_into_a_new_cluster_with_new_table_ids(
     assert gone.code == 3 and "atlas.users has no data on pod cassandra-2" in gone.error
     for f, data in saved.items():
         f.write_bytes(data)
-    for (pod, ks, table), files in before.items():
+    for pod, ks, table in before:
         assert target.table_dir(pod, ks, table).name != source.table_dir(pod, ks, table).name  # new table ids
-        assert target.files(pod, ks, table) == files  # byte-identical SSTables on the same pod
+    # byte-identical SSTables on the same pod, all loaded
+    assert holds(target, before) == {key: contents(files) for key, files in before.items()}
     for pod in target.pod_names:
         refreshed = sorted(c[1:] for c in target.nodetool_calls(pod) if c[0] == "refresh")
         assert refreshed == sorted(["--", ks, t] for (p, ks, t) in before if p == pod)
@@ -258,7 +275,7 @@ def test_restore_into_the_same_cluster_replaces_newer_data(backed_up: BackedUp) 
     fc.write_sstables("atlas", "empty_table", generations=1, seed=7)
     run = step(fc, "restore", backed_up.store, "--confirm", "--keyspaces", "atlas")
     assert run.code == 0, run.stderr[-2000:]
-    assert snapshot_of_files(fc) == backed_up.files
+    assert holds(fc, backed_up.files) == {key: contents(files) for key, files in backed_up.files.items()}
     verify = run_step("cassandra", ["verify", "--tenant", TENANT, "--store", backed_up.store])
     assert verify.code == 0 and verify.result["files"] == 3 * 36  # per pod: 4 tables, 4 SSTables x 7 files + 8
 
@@ -312,7 +329,8 @@ def test_token_change_is_refused_unless_allowed(backed_up: BackedUp, tmp_path: P
     assert target.state()["keyspaces"] == {}
     allowed = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit", "--allow-token-change")
     assert allowed.code == 0, allowed.stderr[-2000:]
-    assert all(target.files(p, "audit", "log") == backed_up.files[p, "audit", "log"] for p in target.pod_names)
+    keys = [(p, "audit", "log") for p in target.pod_names]
+    assert holds(target, keys) == {key: contents(backed_up.files[key]) for key in keys}
 
 
 def test_corrupted_object_exits_3_before_any_truncate(backed_up: BackedUp, tmp_path: Path) -> None:
@@ -329,6 +347,177 @@ def test_corrupted_object_exits_3_before_any_truncate(backed_up: BackedUp, tmp_p
     assert run.code == 3
     assert "atlas.tar.zst" in run.error
     assert len([s for s in fc.cql_statements() if s.startswith("TRUNCATE")]) == truncates
-    assert snapshot_of_files(fc) == backed_up.files
+    assert holds(fc, backed_up.files) == {key: contents(files) for key, files in backed_up.files.items()}
     verify = run_step("cassandra", ["verify", "--tenant", TENANT, "--store", store])
     assert verify.code == 3 and "atlas.tar.zst" in verify.error
+
+
+# ---- ring, stale snapshots ---------------------------------------------------------------------
+
+
+def test_backup_missing_a_ring_node_exits_1_without_manifest(source: FakeCassandra, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    labels = source.pod_dir("cassandra-2") / "labels.json"
+    saved = labels.read_text()
+    labels.unlink()  # the pod object is gone while the StatefulSet recreates it (or it is Terminating)
+    host = json.loads((source.pod_dir("cassandra-2") / "node.json").read_text())["host_id"]
+    missing = backup(source, store)
+    assert missing.code == 1, missing.stderr[-2000:]
+    assert "ring (3 node(s)) does not match the 2 pod(s) found" in missing.error
+    assert f"node 10.0.0.3 (host id {host}, UN) has no pod" in missing.error
+    assert not catalog(store).has_manifest(RUN, "cassandra")
+    assert source.snapshot_dirs() == []
+    assert not any(c[0] == "snapshot" for p in source.pod_names for c in source.nodetool_calls(p))
+
+    labels.write_text(saved)
+    source.set_node_status("cassandra-1", "DN")  # the pod is listed, its node is down
+    down = backup(source, store)
+    assert down.code == 1 and "node 10.0.0.2 of pod cassandra-1 is DN, not UN" in down.error
+    assert not catalog(store).has_manifest(RUN, "cassandra")
+
+    source.set_node_status("cassandra-1", "UN")
+    whole = backup(source, store)
+    assert whole.code == 0, whole.stderr[-2000:]
+    assert catalog(store).read_manifest(RUN, "cassandra").details["pods"] == source.pod_names
+
+
+def test_backup_clears_snapshots_left_by_earlier_backups(source: FakeCassandra, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    older = "tdr-20251231t030000z-0badc0-a0000beef"
+    newer = "tdr-20990101t030000z-0badc0-a0000beef"  # not older than this run: left alone
+    source.take_snapshot("tdr-old", pods=["cassandra-1"])  # e.g. a backup SIGTERMed before its cleanup
+    source.take_snapshot(older)
+    source.take_snapshot(newer, pods=["cassandra-0"])
+    source.take_snapshot("before-upgrade")  # an operator's snapshot
+    run = backup(source, store)
+    assert run.code == 0, run.stderr[-2000:]
+    left = {(d.parents[4].name, d.name) for d in source.snapshot_dirs()}
+    assert left == {(p, "before-upgrade") for p in source.pod_names} | {("cassandra-0", newer)}
+    assert run.result["stale_snapshots_cleared"] == {
+        "cassandra-0": [older],
+        "cassandra-1": sorted([older, "tdr-old"]),
+        "cassandra-2": [older],
+    }
+    logged = [json.loads(ln) for ln in run.stderr.splitlines() if "clearing snapshots" in ln]
+    assert {ln["pod"]: ln["tags"] for ln in logged} == run.result["stale_snapshots_cleared"]
+    verified = run_step("cassandra", ["verify", "--tenant", TENANT, "--store", store])
+    assert verified.code == 0, verified.stderr[-2000:]
+    stored = catalog(store).read_manifest(RUN, "cassandra").details["files"]["cassandra-1"]["atlas"]["users"]
+    assert {rel for rel, _ in stored["files"]} == {
+        *source.files("cassandra-1", "atlas", "users"),
+        "manifest.json",
+        "schema.cql",
+    }
+
+
+# ---- loading -----------------------------------------------------------------------------------
+
+
+def test_restore_with_a_secondary_index_on_cassandra_4(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    fc = make_cluster(tmp_path / "src", version="4.1.3")
+    fc.create_keyspace("atlas", {"users": TABLES["users"], "events": TABLES["events"]})
+    fc.create_keyspace("audit", {"log": "id int PRIMARY KEY, line text"})
+    fc.create_index("atlas", "users", "users_name_idx", "name")
+    fc.write_sstables("atlas", "users", generations=2)
+    fc.write_sstables("atlas", "events", generations=1)
+    fc.write_sstables("audit", "log", generations=1)
+    keys = [(p, ks, t) for p in fc.pod_names for ks, t in (("atlas", "users"), ("atlas", "events"), ("audit", "log"))]
+    expected = holds(fc, keys)
+    assert backup(fc, store).code == 0
+    users = catalog(store).read_manifest(RUN, "cassandra").details["files"]["cassandra-0"]["atlas"]["users"]
+    assert any(rel.startswith(".users_name_idx/") for rel, _ in users["files"])  # Cassandra's snapshot layout
+
+    fc.write_sstables("atlas", "users", generations=1, seed=5)  # written after the backup (and indexed)
+    fc.write_sstables("audit", "log", generations=1, seed=5)
+    run = step(fc, "restore", store, "--confirm")
+    assert run.code == 0, run.stderr[-2000:]
+    assert run.result["plan"]["load"] == "import"
+    assert holds(fc, keys) == expected
+    for pod in fc.pod_names:  # the index was rebuilt from the restored data, nothing stale in it
+        assert fc.index_sources(pod, "atlas", "users", "users_name_idx") == fc.data_digests(pod, "atlas", "users")
+
+    fresh = make_cluster(tmp_path / "dst", version="4.1.3")  # keyspaces and the index created from the schema
+    run = step(fresh, "restore", store, "--confirm")
+    assert run.code == 0, run.stderr[-2000:]
+    assert "users_name_idx" in fresh.state()["keyspaces"]["atlas"]["tables"]["users"]["indexes"]
+    assert holds(fresh, keys) == expected
+    for pod in fresh.pod_names:
+        assert fresh.index_sources(pod, "atlas", "users", "users_name_idx") == fresh.data_digests(pod, "atlas", "users")
+
+
+def test_a_table_that_fails_to_load_does_not_stop_the_others(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    fc = make_cluster(tmp_path / "src", version="4.1.3")
+    fc.create_keyspace("atlas", {"users": TABLES["users"], "events": TABLES["events"]})
+    fc.create_keyspace("audit", {"log": "id int PRIMARY KEY, line text"})
+    for ks, table in (("atlas", "users"), ("atlas", "events"), ("audit", "log")):
+        fc.write_sstables(ks, table, generations=1)
+    keys = [(p, ks, t) for p in fc.pod_names for ks, t in (("atlas", "users"), ("atlas", "events"), ("audit", "log"))]
+    expected = holds(fc, keys)
+    assert backup(fc, store).code == 0
+    fail = 'case "$*" in "import -- {}"*) echo "error: Failed importing sstables" >&2; exit 2;; esac'
+    fc.wrap_tool("cassandra-0", "nodetool", fail.format("atlas users "))
+    fc.wrap_tool("cassandra-2", "nodetool", fail.format("audit log "))
+    run = step(fc, "restore", store, "--confirm")
+    assert run.code == 1, run.stderr[-2000:]
+    assert "loading failed for 2 of 9 table(s)" in run.error
+    assert "cassandra-0:atlas.users: nodetool import in pod cassandra-0 failed" in run.error
+    assert "cassandra-2:audit.log: nodetool import in pod cassandra-2 failed" in run.error
+    failed = {("cassandra-0", "atlas", "users"), ("cassandra-2", "audit", "log")}
+    got = holds(fc, keys)
+    assert {k: v for k, v in got.items() if k not in failed} == {k: v for k, v in expected.items() if k not in failed}
+    assert all(not got[k] for k in failed)  # truncated, not loaded: the error says so
+    assert not any((fc.pod_dir(p) / "tenant-dr-restore" / RUN).exists() for p in fc.pod_names)  # staging removed
+
+    fc.wrap_tool("cassandra-0", "nodetool", ":")
+    fc.wrap_tool("cassandra-2", "nodetool", ":")
+    again = step(fc, "restore", store, "--confirm")  # what the retry does: stage, truncate, load again
+    assert again.code == 0, again.stderr[-2000:]
+    assert holds(fc, keys) == expected
+
+
+def test_refresh_never_overwrites_an_sstable_flushed_after_truncate(source: FakeCassandra, tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    assert backup(source, store).code == 0
+    backed = {k: contents(v) for k, v in snapshot_of_files(source).items()}
+    target = make_cluster(tmp_path / "dst")  # 3.11: refresh; fresh tables, so the first flush is mc-1-big-*
+    target.write_after_truncate("atlas", "users")  # the apps keep writing during the restore
+    run = step(target, "restore", store, "--confirm")
+    assert run.code == 0, run.stderr[-2000:]
+    got = holds(target, backed)
+    for pod in target.pod_names:
+        assert got[pod, "atlas", "events"] == backed[pod, "atlas", "events"]
+        users = got[pod, "atlas", "users"]
+        assert not backed[pod, "atlas", "users"] - users  # every backed-up SSTable loaded
+        extra = users - backed[pod, "atlas", "users"]
+        assert sorted(c for c, _ in extra.elements()) == sorted(
+            ["Data.db", "Index.db", "Summary.db", "Filter.db", "Statistics.db", "Digest.crc32", "TOC.txt"]
+        )  # and the app's SSTable (mc-1-big-*) is still there, loaded, not overwritten
+        assert contents({n: d for n, d in target.loaded(pod, "atlas", "users").items() if "-1-big-" in n}) == extra
+    assert run.result["post_load"]["cassandra-0:atlas.users"] == "exact"
+
+
+def test_a_refresh_that_loads_nothing_fails_the_restore(backed_up: BackedUp, tmp_path: Path) -> None:
+    target = make_cluster(tmp_path / "dst")
+    target.wrap_tool("cassandra-1", "nodetool", 'if [ "$*" = "refresh -- audit log" ]; then exit 0; fi')
+    run = step(target, "restore", backed_up.store, "--confirm")
+    assert run.code == 3, run.stderr[-2000:]
+    assert "loading failed for 1 of 12 table(s)" in run.error
+    assert "cassandra-1:audit.log: audit.log on pod cassandra-1: nodetool refresh did not load 7 copied file(s)" in (
+        run.error
+    )
+    keys = [(p, "atlas", t) for p in target.pod_names for t in TABLES]
+    assert holds(target, keys) == {k: contents(backed_up.files[k]) for k in keys}
+
+
+def test_truncate_gets_a_long_request_timeout(backed_up: BackedUp, tmp_path: Path) -> None:
+    target = make_cluster(tmp_path / "dst")
+    target.create_keyspace("audit", {"log": "id int PRIMARY KEY, line text"})
+    target.slow_truncate("audit", "log", 45)  # a large table: longer than cqlsh's default 10 s
+    run = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit")
+    assert run.code == 0, run.stderr[-2000:]
+    truncates = [c["argv"] for c in target.cqlsh_calls() if any(s.startswith("TRUNCATE") for s in c["statements"])]
+    assert truncates and all(a[a.index("--request-timeout") + 1] == "3600" for a in truncates)
+    short = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit", "--truncate-timeout", "30")
+    assert short.code == 1 and "OperationTimedOut" in short.error and "truncate audit.log" in short.error

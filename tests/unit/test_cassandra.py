@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 
 from steps.cassandra import (
+    COPY_CONFLICT,
+    COPY_NEW_SCRIPT,
+    GENERATION_GAP,
+    PREPARE_IMPORT_SCRIPT,
     ExecPipe,
     TarLister,
     group_snapshot_files,
+    is_stale_snapshot,
     parse_node_info,
+    parse_ring,
+    parse_snapshot_tags,
     parse_table_ids,
+    refresh_names,
     schema_hash,
 )
 from steps.podexec import ExecResult, LocalExecutor, Pod, open_executor, parse_exec_status, selector_matches
@@ -165,3 +173,117 @@ def test_pod_phase_is_read(tmp_path: Path) -> None:
     (pod_dir / "labels.json").write_text('{"app": "c"}')
     (pod_dir / "phase").write_text("Pending\n")
     assert LocalExecutor(tmp_path).list_pods("ns", "app=c") == [Pod("p-0", "ns", {"app": "c"}, "Pending")]
+
+
+def test_parse_ring_reads_every_data_center() -> None:
+    text = """Datacenter: dc1
+===============
+Status=Up/Down
+|/ State=Normal/Leaving/Joining/Moving
+--  Address    Load       Tokens  Owns (effective)  Host ID                               Rack
+UN  10.0.0.1   1.21 MiB   16      66.7%             AAA1b7c1-6049-4a08-ad3e-3697a0e30e10  rack1
+DN  10.0.0.2   ?          16      66.7%             5bc52802-de25-11e4-8ab1-3d4f4e25bc2c  rack1
+
+Datacenter: dc2
+===============
+--  Address    Load       Tokens  Owns (effective)  Host ID                               Rack
+UJ  10.1.0.1   96.3 KiB   16      ?                 0f0e0d0c-0b0a-4908-8706-050403020100  r2
+"""
+    assert parse_ring(text) == [
+        {"state": "UN", "address": "10.0.0.1", "host_id": "aaa1b7c1-6049-4a08-ad3e-3697a0e30e10"},
+        {"state": "DN", "address": "10.0.0.2", "host_id": "5bc52802-de25-11e4-8ab1-3d4f4e25bc2c"},
+        {"state": "UJ", "address": "10.1.0.1", "host_id": "0f0e0d0c-0b0a-4908-8706-050403020100"},
+    ]
+    assert parse_ring("nodetool: Failed to connect to '127.0.0.1:7199'") == []
+
+
+def test_parse_snapshot_tags() -> None:
+    v3 = "\n".join(
+        [
+            "Snapshot Details: ",
+            "Snapshot name Keyspace name Column family name True size Size on disk",
+            "tdr-old       atlas         users              0 bytes   1.2 KiB     ",
+            "tdr-old       atlas         events             0 bytes   3 MiB       ",
+            "manual        audit         log                0 bytes   13 bytes    ",
+            "",
+            "Total TrueDiskSpaceUsed: 0 bytes",
+            "",
+        ]
+    )
+    v4 = "\n".join(
+        [
+            "Snapshot Details: ",
+            "Snapshot name Keyspace name Column family name True size Size on disk Creation time   Expiration time",
+            "tdr-x         atlas         users              0 bytes   1.2 KiB      2026-01-01T03:00:00.000Z",
+            "",
+            "Total TrueDiskSpaceUsed: 0 bytes",
+        ]
+    )
+    assert parse_snapshot_tags(v3) == {"tdr-old", "manual"}
+    assert parse_snapshot_tags(v4) == {"tdr-x"}
+    assert parse_snapshot_tags("Snapshot Details: \nThere are no snapshots\n") == set()
+
+
+def test_stale_snapshots_are_tdr_ones_not_newer_than_the_run() -> None:
+    run, own = "20260101T030000Z-c0ffee", "tdr-20260101t030000z-c0ffee-a12345678"
+    assert is_stale_snapshot("tdr-old", run, own)  # no run time in it
+    assert is_stale_snapshot("tdr-20251231t030000z-0badc0-a0000beef", run, own)  # an older run
+    assert is_stale_snapshot("tdr-20260101t030000z-c0ffee-a0000beef", run, own)  # an earlier attempt of this run
+    assert not is_stale_snapshot(own, run, own)
+    assert not is_stale_snapshot("tdr-20260102t030000z-0badc0-a0000beef", run, own)  # a newer run
+    assert not is_stale_snapshot("truncated-1767236400000-users", run, own)
+    assert not is_stale_snapshot("before-upgrade", run, own)
+
+
+def test_refresh_names_keep_components_together_above_the_live_generations() -> None:
+    comps = ["Data.db", "Index.db", "TOC.txt"]
+    backed_up = [f"mc-{g}-big-{c}" for g in (1, 2) for c in comps] + ["nb-3fw2_0tv2_1f6hs2ftzj9n8f0ldw-big-Data.db"]
+    names = refresh_names(backed_up, ["mc-1-big-Data.db", "mc-7-big-Data.db", "mc-7-big-TOC.txt", "junk.txt"])
+    base = 7 + GENERATION_GAP
+    assert names == {
+        **{f"mc-1-big-{c}": f"mc-{base}-big-{c}" for c in comps},
+        **{f"mc-2-big-{c}": f"mc-{base + 1}-big-{c}" for c in comps},
+        "nb-3fw2_0tv2_1f6hs2ftzj9n8f0ldw-big-Data.db": "nb-3fw2_0tv2_1f6hs2ftzj9n8f0ldw-big-Data.db",
+    }
+    assert refresh_names(["mc-1-big-Data.db"], [])["mc-1-big-Data.db"] == f"mc-{GENERATION_GAP}-big-Data.db"
+    with pytest.raises(StepError, match="not supported"):
+        refresh_names(["a=b-Data.db"], [])
+
+
+def _run_sh(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script, "tenant-dr", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_copy_script_claims_every_name_or_copies_nothing(tmp_path: Path) -> None:
+    src, dst = tmp_path / "staged", tmp_path / "live"
+    src.mkdir()
+    dst.mkdir()
+    for name in ("mc-1-big-Data.db", "mc-1-big-TOC.txt"):
+        (src / name).write_bytes(name.encode() * 1000)
+    (dst / "mc-1-big-Data.db").write_bytes(b"flushed after truncate")
+    (dst / "mc-9-big-TOC.txt").write_bytes(b"taken")
+    pairs = ["mc-1-big-Data.db=mc-8-big-Data.db", "mc-1-big-TOC.txt=mc-9-big-TOC.txt"]
+    refused = _run_sh(COPY_NEW_SCRIPT, tmp_path, "staged", "live", *pairs)
+    assert refused.returncode == COPY_CONFLICT and refused.stderr.strip() == "mc-9-big-TOC.txt"
+    assert sorted(f.name for f in dst.iterdir()) == ["mc-1-big-Data.db", "mc-9-big-TOC.txt"]  # claim undone
+    assert (dst / "mc-9-big-TOC.txt").read_bytes() == b"taken"
+    pairs[1] = "mc-1-big-TOC.txt=mc-8-big-TOC.txt"
+    done = _run_sh(COPY_NEW_SCRIPT, tmp_path, "staged", "live", *pairs)
+    assert done.returncode == 0, done.stderr
+    assert (dst / "mc-8-big-Data.db").read_bytes() == (src / "mc-1-big-Data.db").read_bytes()
+    assert (dst / "mc-8-big-TOC.txt").read_bytes() == (src / "mc-1-big-TOC.txt").read_bytes()
+    assert (dst / "mc-1-big-Data.db").read_bytes() == b"flushed after truncate"
+    (src / "mc-1-big-TOC.txt").unlink()  # a copy that fails half-way leaves nothing behind
+    pairs = ["mc-1-big-Data.db=mc-10-big-Data.db", "mc-1-big-TOC.txt=mc-10-big-TOC.txt"]
+    assert _run_sh(COPY_NEW_SCRIPT, tmp_path, "staged", "live", *pairs).returncode == 1
+    assert not list(dst.glob("mc-10-*"))
+
+
+def test_prepare_import_drops_index_dirs_and_cassandra_files(tmp_path: Path) -> None:
+    snap = tmp_path / "users-0" / "snapshots" / "tdr-x"
+    (snap / ".users_name_idx").mkdir(parents=True)
+    (snap / ".users_name_idx" / "nb-1-big-Data.db").write_bytes(b"i")
+    for name in ("nb-1-big-Data.db", "nb-1-big-TOC.txt", "manifest.json", "schema.cql"):
+        (snap / name).write_bytes(b"x")
+    assert _run_sh(PREPARE_IMPORT_SCRIPT, tmp_path, str(snap)).returncode == 0
+    assert sorted(f.name for f in snap.iterdir()) == ["nb-1-big-Data.db", "nb-1-big-TOC.txt"]
