@@ -4,7 +4,13 @@ Backup exports WorkflowTemplates and CronWorkflows of one namespace, optionally 
 ClusterWorkflowTemplates, and the namespace's ConfigMaps matching a label selector, with
 server-only fields stripped, as ``kind: List`` JSON documents (one per kind) in the catalog.
 Restore re-applies them with server-side apply; CronWorkflows stay suspended until every object
-is in place and then get their backed-up ``suspend`` value back.
+is in place and then get their backed-up ``suspend`` value back. The patch that suspends a live
+CronWorkflow also records its previous ``suspend`` in the annotation ``tenant-dr.io/suspended-by-restore``,
+so a restore killed before it put them back is finished by the next run (and the annotation removed).
+
+tenant-dr's own objects (label ``app.kubernetes.io/part-of: tenant-dr``: this project's packages) are
+never exported, restored or expected: each installation brings its own, and restoring the old tenant's
+would make the new cluster back up into the old tenant's catalog.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from steps.kubeapi import call_json, kube_options, load_api_client
 from steps.runtime import (
     IntegrityError,
     StepError,
+    Terminated,
     TransientError,
     action,
     component,
@@ -54,6 +61,10 @@ SERVER_METADATA = (
     "managedFields",
 )
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+SUSPENDED_BY_RESTORE = "tenant-dr.io/suspended-by-restore"  # value: the CronWorkflow's prior suspend
+PRIOR_VALUES: dict[str, bool | None] = {"unset": None, "false": False, "true": True}
+PART_OF = "app.kubernetes.io/part-of"
+OWN_PART_OF = "tenant-dr"
 
 cli = component("argo", "Argo Workflows resources of a tenant: export and server-side-apply restore.")
 
@@ -81,8 +92,16 @@ KINDS = (CONFIGMAPS, CLUSTER_TEMPLATES, TEMPLATES, CRONS)  # restore order: Cron
 _BY_KEY = {k.key: k for k in KINDS}
 
 
+def _prior_text(prior: bool | None) -> str:
+    """The annotation value recording a CronWorkflow's ``suspend`` before a restore suspended it."""
+    return "unset" if prior is None else str(prior).lower()
+
+
 def clean(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
-    """A copy of ``obj`` fit for re-applying: kind/apiVersion set, server-only fields and status gone."""
+    """A copy of ``obj`` fit for re-applying: kind/apiVersion set, server-only fields and status gone.
+
+    A CronWorkflow caught suspended by a restore in progress is exported with its prior ``suspend``.
+    """
     out = copy.deepcopy(obj)
     out["apiVersion"], out["kind"] = kind.api_version, kind.kind
     out.pop("status", None)
@@ -93,6 +112,12 @@ def clean(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
         meta.pop("namespace", None)
     annotations = meta.get("annotations") or {}
     annotations.pop(LAST_APPLIED, None)
+    prior = annotations.pop(SUSPENDED_BY_RESTORE, None)
+    if prior is not None and kind is CRONS:
+        spec = out.setdefault("spec", {})
+        spec.pop("suspend", None)
+        if PRIOR_VALUES.get(prior) is not None:
+            spec["suspend"] = PRIOR_VALUES[prior]
     if annotations:
         meta["annotations"] = annotations
     else:
@@ -102,6 +127,22 @@ def clean(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
 
 def _names(items: list[dict[str, Any]]) -> list[str]:
     return sorted(str(i["metadata"]["name"]) for i in items)
+
+
+def is_own(obj: dict[str, Any]) -> bool:
+    """One of tenant-dr's own objects (``app.kubernetes.io/part-of: tenant-dr``)."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(PART_OF) == OWN_PART_OF
+
+
+def without_own(objects: dict[str, list[dict[str, Any]]], what: str) -> dict[str, list[dict[str, Any]]]:
+    """``objects`` without tenant-dr's own, logging the names left out (``what``: e.g. "not exported")."""
+    skipped = {key: _names([i for i in items if is_own(i)]) for key, items in objects.items()}
+    skipped = {key: names for key, names in skipped.items() if names}
+    if skipped:
+        get_logger().info(
+            f"tenant-dr's own objects ({PART_OF}={OWN_PART_OF}) {what}: each installation has its own", objects=skipped
+        )
+    return {key: [i for i in items if not is_own(i)] for key, items in objects.items()}
 
 
 class ArgoCluster:
@@ -168,9 +209,14 @@ class ArgoCluster:
         else:
             call_json(what, self.custom.patch_cluster_custom_object, *self._gvp(kind), name, obj, **opts)
 
-    def set_suspend(self, namespace: str, name: str, suspend: bool | None) -> None:
-        """Merge-patch ``spec.suspend`` of a CronWorkflow (``None`` removes the field)."""
+    def set_suspend(self, namespace: str, name: str, suspend: bool | None, prior: str | None = None) -> None:
+        """Merge-patch ``spec.suspend`` of a CronWorkflow (``None`` removes the field) in one request.
+
+        ``prior`` (the value before a restore suspends it) is recorded in the annotation
+        ``SUSPENDED_BY_RESTORE``; without it the annotation is removed (the CronWorkflow is put back).
+        """
         group, version, plural = self._gvp(CRONS)
+        body = {"metadata": {"annotations": {SUSPENDED_BY_RESTORE: prior}}, "spec": {"suspend": suspend}}
         call_json(
             f"set suspend={suspend} on CronWorkflow {namespace}/{name}",
             self.custom.patch_namespaced_custom_object,
@@ -179,7 +225,7 @@ class ArgoCluster:
             namespace,
             plural,
             name,
-            {"spec": {"suspend": suspend}},
+            body,
             field_manager=FIELD_MANAGER,
             _content_type=MERGE,
         )
@@ -236,6 +282,7 @@ def backup(
         if kind is CONFIGMAPS:
             items = [i for i in items if i["metadata"]["name"] not in SKIPPED_CONFIGMAPS]
         exported[kind.key] = sorted((clean(i, kind) for i in items), key=lambda o: str(o["metadata"]["name"]))
+    exported = without_own(exported, "not exported")
     attempt = catalog.new_attempt()
     objects: list[ObjectRecord] = []
     for key, items in exported.items():
@@ -326,7 +373,7 @@ def restore(
     log = get_logger()
     run_id = catalog.resolve(run_id, COMPONENT)
     manifest = catalog.read_manifest(run_id, COMPONENT)
-    backup_objects = load_backup(catalog, manifest)
+    backup_objects = without_own(load_backup(catalog, manifest), "in the backup are not restored")
     target = namespace or str(manifest.details.get("namespace") or "argo")
     for key, items in backup_objects.items():
         for obj in items:
@@ -346,12 +393,19 @@ def restore(
         }
         for key, items in backup_objects.items()
     }
-    to_suspend = sorted(name for name, cron in live_crons.items() if not _suspend_of(cron))
+    # Suspended by an earlier restore that never put them back (killed): their prior value is in the annotation.
+    left_suspended = {
+        name: PRIOR_VALUES.get(str(ann[SUSPENDED_BY_RESTORE]))
+        for name, cron in live_crons.items()
+        if SUSPENDED_BY_RESTORE in (ann := (cron.get("metadata") or {}).get("annotations") or {})
+    }
+    to_suspend = sorted(n for n, cron in live_crons.items() if not _suspend_of(cron) and n not in left_suspended)
     result: dict[str, Any] = {
         "run_id": run_id,
         "namespace": target,
         "plan": plan,
         "suspend_during_restore": to_suspend,
+        "left_suspended_by_earlier_restore": sorted(left_suspended),
         "cron_suspend_after": backed_suspend,
     }
     write_output("run-id", run_id)
@@ -360,13 +414,16 @@ def restore(
             "plan only (pass --confirm to apply)", plan={k: {a: len(v) for a, v in p.items()} for k, p in plan.items()}
         )
         return {**result, "dry_run": True}
+    if left_suspended:
+        log.warning("an earlier restore left CronWorkflows suspended; this one puts them back", crons=left_suspended)
 
-    # CronWorkflows end with their backed-up suspend value; ones not in the backup with their current one.
-    final_suspend = {name: _suspend_of(cron) for name, cron in live_crons.items() if name in to_suspend}
+    # CronWorkflows end with their backed-up suspend value; ones not in the backup with their value before.
+    final_suspend = {name: _suspend_of(live_crons[name]) for name in to_suspend}
+    final_suspend.update(left_suspended)
     final_suspend.update(backed_suspend)
 
     def put_back() -> list[str]:
-        """Best effort: give every CronWorkflow its final suspend value; return what failed."""
+        """Best effort: give every CronWorkflow its final suspend value (dropping the mark); return what failed."""
         failed: list[str] = []
         try:
             now = {c["metadata"]["name"] for c in cluster.list(CRONS, target)}
@@ -383,8 +440,8 @@ def restore(
 
     applied: dict[str, int] = {}
     try:
-        for name in to_suspend:
-            cluster.set_suspend(target, name, True)
+        for name in to_suspend:  # the prior value is recorded in the same patch (a kill here loses nothing)
+            cluster.set_suspend(target, name, True, prior=_prior_text(_suspend_of(live_crons[name])))
         for kind in KINDS:
             for obj in backup_objects.get(kind.key, []):
                 body = obj
@@ -402,11 +459,14 @@ def restore(
             else f"could NOT put back the suspend state of CronWorkflows: {'; '.join(failed)}"
         )
         raise type(exc)(f"{exc.message}; {note}", hint=exc.hint) from exc
+    except Terminated:
+        put_back()  # what it cannot put back, the annotation lets the next run finish
+        raise
     failed = put_back()
     if failed:
         raise TransientError(
             f"restored all objects but could not set the backed-up suspend state of CronWorkflows: {'; '.join(failed)}",
-            hint="they are still suspended; re-run the restore (it is idempotent) or fix spec.suspend by hand",
+            hint="they are still suspended and marked; re-run the restore (it puts them back) or fix spec.suspend",
         )
     missing: list[str] = []
     for key, items in backup_objects.items():
@@ -438,12 +498,13 @@ def verify(
     run_id: str | None,
     namespace: str | None,
 ) -> dict[str, Any]:
-    """Check that every object the backup lists exists in the cluster (exit 3 naming what is missing)."""
+    """Check that every object the backup restores exists in the cluster (exit 3 naming what is missing)."""
     run_id = catalog.resolve(run_id, COMPONENT)
     manifest = catalog.read_manifest(run_id, COMPONENT)
     target = namespace or str(manifest.details.get("namespace") or "argo")
+    backup_objects = without_own(load_backup(catalog, manifest), "in the backup are not expected")
     cluster = ArgoCluster(kubeconfig, kube_context)
-    expected: dict[str, list[str]] = {k: sorted(v) for k, v in manifest.fingerprints.items() if k in _BY_KEY}
+    expected = {key: _names(items) for key, items in backup_objects.items()}
     observed: dict[str, list[str]] = {}
     missing: list[str] = []
     for key, names in expected.items():

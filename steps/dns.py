@@ -1,13 +1,15 @@
-"""``python -m steps.dns cutover|rollback|verify``: move a Cloudflare DNS name to a new load balancer.
+"""``python -m steps.dns cutover|rollback|verify|complete``: move a Cloudflare DNS name to a new load balancer.
 
 The step manages the *address records* of one exact name: its A, AAAA and CNAME records (other
 types such as TXT or MX on the name are never touched). ``cutover`` makes them exactly one record
 pointing at ``--target`` (a hostname gives a CNAME, an IPv4/IPv6 address an A/AAAA record), after
-recording the previous address records write-once under the operation id. ``rollback`` makes them
-exactly the recorded records again. All changes of one run go in one atomic batch request
-(deletes, then patches, then creates), so a CNAME replacing A records never leaves the name empty.
-The API token comes from ``CLOUDFLARE_API_TOKEN`` or ``--token-file``; it needs Zone:Read and
-DNS:Edit on the zone.
+recording the previous address records write-once under the operation id; with ``--if-at-target
+refuse`` (a DR preflight) it stops with exit 3 when the name already points at the target. ``rollback``
+makes them exactly the recorded records again. ``complete`` records that the operation's cutover
+passed its system tests, after which its rollback (``--unless-recorded cutover-complete``) changes
+nothing. All changes of one run go in one atomic batch request (deletes, then patches, then creates),
+so a CNAME replacing A records never leaves the name empty. The API token comes from
+``CLOUDFLARE_API_TOKEN`` or ``--token-file``; it needs Zone:Read and DNS:Edit on the zone.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ DEFAULT_API = "https://api.cloudflare.com/client/v4"
 ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 AUTO_TTL = 1
 MIN_TTL, MAX_TTL = 30, 86400
+COMPLETE = "cutover-complete"  # the state record `complete` writes
 DEFAULT_TTL = 60
 PER_PAGE = 100
 # Cloudflare error codes that mean "the records changed underneath us": a re-run converges.
@@ -432,6 +435,18 @@ def operation_option(fn: F) -> F:
     )(fn)
 
 
+def unless_recorded_option(fn: F) -> F:
+    """``--unless-recorded NAME``: for rollback handlers, do nothing once the operation recorded NAME."""
+    return click.option(
+        "--unless-recorded",
+        "unless_recorded",
+        default=None,
+        metavar="NAME",
+        help=f"Exit 0 without changes when the operation has state record NAME (e.g. {COMPLETE}: the cutover "
+        "passed its system tests, so a later failure must not roll it back).",
+    )(fn)
+
+
 def _check_after(api: CloudflareDns, desired: list[Desired], what: str) -> None:
     leftover = plan_changes(api.records(), desired)
     if not leftover.empty:
@@ -450,6 +465,14 @@ def _check_after(api: CloudflareDns, desired: list[Desired], what: str) -> None:
 @dns_options
 @target_options
 @click.option("--ttl", type=int, default=None, help="TTL: 1 = automatic (required when proxied); default as before.")
+@click.option(
+    "--if-at-target",
+    type=click.Choice(["proceed", "refuse"]),
+    default="proceed",
+    show_default=True,
+    help="refuse: exit 3 when the name already points at --target (a DR preflight: the target tenant is "
+    "live and the run would overwrite it); proceed: plan/change as usual.",
+)
 @confirm_option
 def cutover(
     catalog: Catalog,
@@ -459,6 +482,7 @@ def cutover(
     target: str,
     proxied: bool | None,
     ttl: int | None,
+    if_at_target: str,
     confirm: bool,
 ) -> dict[str, Any]:
     """Record the current address records, then point the name at --target (plan only without --confirm)."""
@@ -468,6 +492,14 @@ def cutover(
     everything = api.all_records()
     current = [r for r in everything if r.type in ADDRESS_TYPES]
     want = desired_for(target, proxied, ttl, current, f"tenant-dr cutover {operation}")
+    live = [r for r in current if r.type == want.type and same_content(r.type, r.content, want.content)]
+    if live and if_at_target == "refuse":
+        raise IntegrityError(
+            f"{api.record} already points at {target} ({live[0].brief()}): the target tenant is live, and this "
+            "run would overwrite its data",
+            hint="after a completed recreate remove the tenant-recreate package; to run anyway (deliberately "
+            "rebuilding the live tenant) pass --if-at-target proceed (workflow parameter if-target-live=proceed)",
+        )
     blocking = [r.type for r in everything if r.type not in ADDRESS_TYPES]
     if want.type == "CNAME" and blocking:
         raise IntegrityError(
@@ -516,11 +548,18 @@ def cutover(
 @catalog_options
 @operation_option
 @dns_options
+@unless_recorded_option
 @confirm_option
-def rollback(catalog: Catalog, tenant: str, operation: str, api: CloudflareDns, confirm: bool) -> dict[str, Any]:
+def rollback(
+    catalog: Catalog, tenant: str, operation: str, api: CloudflareDns, unless_recorded: str | None, confirm: bool
+) -> dict[str, Any]:
     """Restore exactly the address records recorded by the operation's cutover (plan only without --confirm)."""
     log = get_logger()
     name = state_name(api.record)
+    if unless_recorded and catalog.get_state(operation, unless_recorded) is not None:
+        log.info(f"operation recorded {unless_recorded}; not rolling back", operation=operation)
+        write_output("rolled-back", "false")
+        return {"record": api.record, "operation": operation, "rolled_back": False, "reason": unless_recorded}
     recorded = catalog.get_state(operation, name)
     if recorded is None:
         log.warning("no cutover recorded for this operation; DNS was never changed by it", operation=operation)
@@ -554,6 +593,19 @@ def rollback(catalog: Catalog, tenant: str, operation: str, api: CloudflareDns, 
         _check_after(api, desired, "the rollback")
     write_output("rolled-back", "true")
     return {**result, "rolled_back": True, "changed": not plan.empty, "dry_run": False}
+
+
+@action(cli)
+@catalog_options
+@operation_option
+@click.option("--record", "record", required=True, help="The name the operation cut over, e.g. app.example.com.")
+def complete(catalog: Catalog, tenant: str, operation: str, record: str) -> dict[str, Any]:
+    """Record that the operation's cutover passed its system tests (state record cutover-complete, once)."""
+    stored = catalog.record_once(
+        operation, COMPLETE, {"record": record.lower().rstrip("."), "completed_at": utcnow().isoformat()}
+    )
+    get_logger().info("cutover recorded complete: rollbacks of this operation change nothing", record=stored)
+    return {"operation": operation, "record": stored["record"], "completed_at": stored["completed_at"]}
 
 
 @action(cli)

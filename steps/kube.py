@@ -3,7 +3,8 @@
 Workloads are named ``namespace/kind/name`` (kind ``deployment`` or ``statefulset``). Prior state
 (replica counts, hostnames and ConfigMap values) is recorded once per operation in the catalog's
 state records (``<tenant>/state/<operation>/<name>.json``) before anything changes, so a retried or
-resubmitted step never records the already-changed state.
+resubmitted step never records the already-changed state. ``verify`` checks that what an operation
+scaled down is still at 0 (before system tests, which must not run against an unfenced old tenant).
 """
 
 from __future__ import annotations
@@ -265,6 +266,16 @@ def record_option(fn: F) -> F:
     )(fn)
 
 
+def missing_ok_option(fn: F) -> F:
+    """``--missing-ok``: a no-op when the operation recorded nothing (its scale-down never ran)."""
+    return click.option(
+        "--missing-ok",
+        is_flag=True,
+        help="Exit 0 as a no-op when the operation recorded nothing (scale-down never ran): for rollback "
+        "handlers and checks of an optional fence.",
+    )(fn)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -395,10 +406,14 @@ def scale_down(
 @click.option(
     "--workloads", envvar="TENANT_DR_WORKLOADS", default=None, help="Subset to scale up (default: all recorded)."
 )
+@missing_ok_option
 @click.option(
-    "--missing-ok",
-    is_flag=True,
-    help="Exit 0 as a no-op when the operation recorded nothing (scale-down never ran): for rollback handlers.",
+    "--unless-recorded",
+    "unless_recorded",
+    default=None,
+    metavar="NAME",
+    help="Exit 0 without changes when the operation has state record NAME (for rollback handlers, e.g. "
+    "cutover-complete: the cutover passed its system tests, so a later failure must not undo the fence).",
 )
 @wait_options
 @confirm_option
@@ -411,12 +426,17 @@ def scale_up(
     record: str,
     workloads: str | None,
     missing_ok: bool,
+    unless_recorded: str | None,
     timeout: float,
     poll_seconds: float,
     confirm: bool,
 ) -> dict[str, Any]:
     """Scale back to the replicas recorded by scale-down and wait until they are ready."""
     record_name = f"replicas-{record}"
+    if unless_recorded and catalog.get_state(operation, unless_recorded) is not None:
+        get_logger().info(f"operation recorded {unless_recorded}; not scaling up", operation=operation)
+        write_output("replicas", {})
+        return {"operation": operation, "record": record_name, "replicas": {}, "scaled_up": False}
     stored = catalog.get_state(operation, record_name)
     if stored is None and missing_ok:
         get_logger().info("nothing was scaled down under this operation; nothing to scale up", operation=operation)
@@ -456,6 +476,45 @@ def scale_up(
     )
     write_output("replicas", wanted)
     return {**result, "waited_s": waited, "dry_run": False}
+
+
+@action(cli, "verify")
+@kube_options
+@catalog_options
+@operation_option
+@record_option
+@missing_ok_option
+def verify(
+    catalog: Catalog,
+    tenant: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    operation: str,
+    record: str,
+    missing_ok: bool,
+) -> dict[str, Any]:
+    """Check that every workload the operation's scale-down recorded is still at 0 replicas (exit 3 otherwise)."""
+    record_name = f"replicas-{record}"
+    stored = catalog.get_state(operation, record_name)
+    if stored is None:
+        if missing_ok:
+            get_logger().info("nothing was scaled down under this operation; nothing to check", operation=operation)
+            return {"operation": operation, "record": record_name, "checked": []}
+        raise IntegrityError(
+            f"operation {operation} has no {record_name} record in {catalog.store.url}",
+            hint="verify checks what scale-down recorded; check --operation and --record",
+        )
+    targets = parse_workloads(",".join(str(ref) for ref in stored.get("workloads") or {}))
+    scales = _read_scales(Cluster(kubeconfig, kube_context), targets)
+    running = {w.ref: int(s["spec"].get("replicas") or 0) for w, s in scales.items()}
+    running = {ref: n for ref, n in running.items() if n}
+    if running:
+        shown = ", ".join(f"{ref} ({n} replicas)" for ref, n in sorted(running.items()))
+        raise IntegrityError(
+            f"{len(running)} of {len(targets)} workloads scaled down by operation {operation} run again: {shown}",
+            hint="the fence was undone (a rollback, or by hand); fence again or start a new operation",
+        )
+    return {"operation": operation, "record": record_name, "checked": [w.ref for w in targets]}
 
 
 @action(cli, "wait-ready")

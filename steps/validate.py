@@ -8,7 +8,10 @@ children through their usual env vars (``PGHOST``, ``TENANT_DR_REDIS_URL``, ``TE
 or ``--component-args name=ARGS``; secrets only through env vars or files, never argv.
 
 ``http`` runs system tests from a YAML/JSON spec against a base URL with retries until a deadline.
-The probe code is shared with ``steps.dns verify``.
+``--precheck`` verifies (``dns verify --no-probe``: the name points at the new load balancer; ``kube
+verify``: what the operation fenced is still at 0) must pass first: tests that assume that state are not
+run, and the step exits like the failed verify (3: not in place), when it is not. The probe code is
+shared with ``steps.dns verify``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ cli = component("validate", "Validate a restored tenant: data against the backup
 KNOWN_COMPONENTS = ("elasticsearch", "cassandra", "postgres", "redis", "argo")
 _RESULT_NOISE = {"ok", "component", "action", "exit_code", "duration_s", "run_id", "tenant", "error"}
 _STATUS_ORDER = (ExitCode.INTEGRITY, ExitCode.USAGE, ExitCode.TRANSIENT)
+_ERRORS: dict[int, type[StepError]] = {
+    ExitCode.INTEGRITY: IntegrityError,
+    ExitCode.USAGE: UsageError,
+    ExitCode.TRANSIENT: TransientError,
+}
+PRECHECK_MODULES = ("dns", "kube")  # whose `verify` may run as a precheck of the HTTP tests
+PRECHECK_TIMEOUT_S = 600.0
 
 
 # ---- output -------------------------------------------------------------------------------------
@@ -277,12 +287,23 @@ def load_tests(text: str, where: str) -> list[HttpTestSpec]:
 @click.option("--tests-file", envvar="TENANT_DR_TESTS_FILE", default=None, help="YAML/JSON file with the tests.")
 @click.option("--tests-json", envvar="TENANT_DR_TESTS_JSON", default=None, help="The tests inline as JSON.")
 @click.option("--header", "headers", multiple=True, help="Extra 'Name: value' header on every request (not secret).")
+@click.option(
+    "--precheck",
+    "prechecks",
+    multiple=True,
+    metavar="'MODULE verify ARGS'",
+    help=f"A verify step ({'/'.join(PRECHECK_MODULES)}) that must pass before any test runs (shell-quoted; run "
+    "as python -m steps.MODULE with this step's environment), e.g. 'dns verify --zone example.com --record "
+    "app.example.com --target lb.example.net --no-probe'. Repeatable; when one fails, no test runs and the step "
+    "exits like it (3: the state the tests assume is not in place).",
+)
 @probe_options
 def http_tests(
     base_url: str,
     tests_file: str | None,
     tests_json: str | None,
     headers: tuple[str, ...],
+    prechecks: tuple[str, ...],
     deadline: float,
     interval: float,
     request_timeout: float,
@@ -319,6 +340,7 @@ def http_tests(
         )
         for t in load_tests(text, where)
     ]
+    run_prechecks([parse_precheck(p) for p in prechecks])
     results = run_checks(
         checks,
         deadline_s=deadline,
@@ -335,6 +357,40 @@ def http_tests(
     write_output("report", report)
     raise_for_checks(results, "HTTP system tests", deadline)
     return {"base_url": base_url, "passed": len(results), "tests": report}
+
+
+def parse_precheck(text: str) -> tuple[str, list[str]]:
+    """``'MODULE verify ARGS'`` -> (module, args); usage error for anything else."""
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"--precheck {text!r}: {exc}") from exc
+    if len(argv) < 2 or argv[0] not in PRECHECK_MODULES or argv[1] != "verify":
+        raise UsageError(
+            f"--precheck {text!r} is not 'MODULE verify ARGS'",
+            hint=f"MODULE is one of {', '.join(PRECHECK_MODULES)}, e.g. 'dns verify ... --no-probe'",
+        )
+    return argv[0], argv[2:]
+
+
+def run_prechecks(prechecks: Sequence[tuple[str, list[str]]]) -> None:
+    """Run each precheck's verify in turn (all of them); raise like the worst failure, naming every failed one."""
+    log = get_logger()
+    failed: list[ComponentCheck] = []
+    for module, args in prechecks:
+        row = run_verify(module, args, dict(os.environ), PRECHECK_TIMEOUT_S)
+        log.info("precheck", step=f"{module} verify", status=row.status, detail=row.detail or None)
+        if row.status != "pass":
+            row.component = f"{module} verify"
+            failed.append(row)
+    if failed:
+        worst = next(code for code in _STATUS_ORDER if any(r.exit_code == code for r in failed))
+        shown = "; ".join(f"{r.component}: {r.detail.split(' (hint: ')[0]}" for r in failed)
+        raise _ERRORS[worst](
+            f"precheck failed, no system test was run: {shown}",
+            hint="the state the tests assume is not in place; after an automatic rollback of a DR cutover "
+            "resubmit the workflow instead of retrying it",
+        )
 
 
 # ---- validate data ------------------------------------------------------------------------------
@@ -535,12 +591,7 @@ def data(
     if failed:
         worst = next(code for code in _STATUS_ORDER if any(r.exit_code == code for r in failed))
         shown = "; ".join(f"{r.component}: {r.detail.split(' (hint: ')[0]}" for r in failed)
-        error_type: type[StepError] = {
-            ExitCode.INTEGRITY: IntegrityError,
-            ExitCode.USAGE: UsageError,
-            ExitCode.TRANSIENT: TransientError,
-        }[worst]
-        raise error_type(
+        raise _ERRORS[worst](
             f"{len(failed)} of {len(selected)} components failed validation against run {resolved}: {shown}",
             hint="see the table above; 'fail' = differs from the backup, 'error' = could not check",
         )

@@ -199,6 +199,12 @@ def docs(config_path: str | None, bundle_dir: Path | None, out_dir: Path, check:
 @click.option("--namespace", default="argo", show_default=True, help="{{workflow.namespace}} and the mutex namespace.")
 @click.option("--plain", is_flag=True, help="One line per node change even on a terminal (no live tree).")
 @click.option(
+    "--retry",
+    is_flag=True,
+    help="Continue the failed run --name like `argo retry`: its Succeeded nodes and their outputs are kept, "
+    "failed ones (and their parents) run again, then onExit.",
+)
+@click.option(
     "--steps-path",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -217,6 +223,7 @@ def run_cmd(
     name: str | None,
     namespace: str,
     plain: bool,
+    retry: bool,
     steps_path: Path | None,
 ) -> None:
     """Run a compiled WorkflowTemplate locally; its steps run with this Python (see docs/runner.md).
@@ -248,6 +255,7 @@ def run_cmd(
             namespace=namespace,
             bundle_dir=bundle_dir,
             steps_path=steps_path,
+            retry=retry,
         )
         runner = Runner(file, options)
     except RefusedError as exc:

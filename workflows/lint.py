@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shlex
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -738,6 +739,12 @@ def parse_step_args(module: str, args: list[str], env_names: set[str], inputs: d
                 problems.append(f"missing required option {param.opts[0]}")
             continue
         if isinstance(param.type, click.Path | click.File) or param.is_flag:
+            continue
+        if (module, param.name) == ("validate", "prechecks"):  # each one is a step command line of its own
+            for raw in value:
+                inner = shlex.split(str(raw))
+                for problem in parse_step_args(inner[0], inner[1:], env_names, inputs) if inner else ["empty"]:
+                    problems.append(f"--precheck {inner[:2]}: {problem}")
             continue
         for raw in value if isinstance(value, list) else [value]:
             for candidate in _candidates(str(raw), inputs):

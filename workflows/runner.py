@@ -4,7 +4,8 @@
 templates run their step (``python -m steps.x``) with this Python, DAG/steps templates run their
 children in threads, ``templateRef`` resolves against every WorkflowTemplate under DIR, and
 ``when``/``depends``/retry expressions, suspend, onExit, mutexes and deadlines behave as in Argo.
-Where it differs from Argo is written down in docs/runner.md.
+``--retry`` continues an earlier failed run like ``argo retry``. Where it differs from Argo is written
+down in docs/runner.md.
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ class Node:
             "duration_s": round(self.duration, 3),
             "exitCode": self.exit_code,
             "outputs": self.outputs,
+            "result": self.result,
             "log": str(self.log) if self.log else None,
             "errorLine": self.error_line,
             "children": [c.id for c in self.children],
@@ -172,6 +174,12 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
 # ---- options ------------------------------------------------------------------------------------
@@ -192,6 +200,7 @@ class RunOptions:
     namespace: str = "argo"
     bundle_dir: Path | None = None
     steps_path: Path | None = None
+    retry: bool = False
 
 
 @dataclass
@@ -297,19 +306,62 @@ class Runner:
         self.doc = self.bundle.templates[self.target.name]
         self.spec: dict[str, Any] = self.doc["spec"]
         self.configmaps = {**self.bundle.configmaps, **options.configmaps}
-        self.workflow_args = self._workflow_arguments()
         suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))  # noqa: S311 - a name
         self.name = options.name or f"{self.target.name}-{suffix}"
         self.state_dir = options.state_dir.expanduser()
         self.run_dir = self.state_dir / "runs" / self.name
+        self.created = time.time()
+        self.previous: dict[str, dict[str, Any]] = {}  # --retry: the earlier run's nodes by id
+        self.kept: dict[str, dict[str, Any]] = {}  # --retry: its Succeeded nodes by name (outside onExit)
+        if options.retry:
+            self._load_previous()
+        self.workflow_args = self._workflow_arguments()
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.nodes: list[Node] = []
-        self.created = time.time()
         self.globals = self._global_scope()
         self._pythonpath = str(options.steps_path or _installed_steps_root())
 
     # -- setup --
+
+    def _load_previous(self) -> None:
+        """``--retry``: the earlier run of this name (``run.json``), as ``argo retry`` finds it."""
+        if not self.options.name:
+            raise RefusedError("--retry needs --name: the workflow name of the earlier run")
+        path = self.run_dir / "run.json"
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RefusedError(f"--retry: cannot read the earlier run {path}: {exc}") from exc
+        if report.get("workflowTemplate") != self.target.name:
+            raise RefusedError(f"--retry: {self.name} ran {report.get('workflowTemplate')}, not {self.target.name}")
+        if report.get("phase") == SUCCEEDED:
+            raise RefusedError(f"--retry: {self.name} Succeeded; there is nothing to retry (Argo refuses it too)")
+        exit_prefix = f"{self.name}.onExit"
+        self.previous = {str(n["id"]): n for n in report["nodes"]}
+        self.kept = {
+            str(n["name"]): n
+            for n in report["nodes"]
+            if n["phase"] == SUCCEEDED and not str(n["name"]).startswith(exit_prefix)
+        }
+        self.created = _from_iso(report.get("creationTimestamp")) or self.created
+        self.options.parameters = {**report.get("parameters", {}), **self.options.parameters}
+
+    def _keep(self, prev: Mapping[str, Any], parent: Node | None) -> Node:
+        """Re-create a node of the earlier run (and its subtree) as it finished: ``--retry`` does not run it again."""
+        name, display = str(prev["name"]), str(prev["displayName"])
+        node = self._node(name, display, str(prev["type"]), str(prev["templateName"]), parent)
+        with self.lock:
+            node.phase, node.message = str(prev["phase"]), str(prev.get("message") or "")
+            node.started, node.finished = _from_iso(prev.get("startedAt")), _from_iso(prev.get("finishedAt"))
+            node.outputs = dict(prev.get("outputs") or {})
+            node.result, node.exit_code = prev.get("result"), prev.get("exitCode")
+            node.log = Path(prev["log"]) if prev.get("log") else None
+            node.error_line = str(prev.get("errorLine") or "")
+        self.listener.changed(node)
+        for child in prev.get("children") or []:
+            self._keep(self.previous[str(child)], node)
+        return node
 
     def _workflow_arguments(self) -> dict[str, str]:
         declared = {str(p["name"]): p for p in (self.spec.get("arguments") or {}).get("parameters") or []}
@@ -402,6 +454,8 @@ class Runner:
         parent: Node,
     ) -> Node:
         """Run a DAG task / step: resolve its template and arguments, then run the template."""
+        if name in self.kept:
+            return self._keep(self.kept[name], parent)
         if "templateRef" in call:
             wt, tname = str(call["templateRef"]["name"]), str(call["templateRef"]["template"])
         else:
@@ -622,6 +676,8 @@ class Runner:
                 items = source.get("items") or [{"key": k, "path": k} for k in data]
                 for it in items:
                     if it["key"] not in data:
+                        if source.get("optional"):
+                            continue  # like the kubelet: an optional Secret's missing keys are left out
                         raise NodeError(f"volume {m['name']}: key {it['key']} not in {name}")
                     target = local / str(it["path"])
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -936,15 +992,18 @@ class Runner:
                 lock = MutexWait(self.state_dir / "locks" / ns, mutex)
                 lock.acquire(self.stop, deadline, self.listener.waiting)
                 locks.append(lock)
-            root = self.run_template(
-                _Ctx(self.target.name, deadline),
-                self.target.name,
-                str(self.spec["entrypoint"]),
-                self.workflow_args,
-                self.name,
-                self.name,
-                None,
-            )
+            if self.name in self.kept:  # --retry of a run whose entrypoint succeeded and whose onExit failed
+                root = self._keep(self.kept[self.name], None)
+            else:
+                root = self.run_template(
+                    _Ctx(self.target.name, deadline),
+                    self.target.name,
+                    str(self.spec["entrypoint"]),
+                    self.workflow_args,
+                    self.name,
+                    self.name,
+                    None,
+                )
             phase, message = root.phase, root.message
             if phase not in (SUCCEEDED, FAILED, ERROR):
                 phase = FAILED

@@ -8,8 +8,10 @@ Cloudflare's API, and the new tenant's HTTP endpoint the system tests call (a lo
 The old tenant ``old`` is backed up with its own ``old-backup-all``; ``tenant-recreate`` is built from the new
 tenant's config (``new``, ``dr.source.tenant: old``) and restores ``old``'s run into the new servers. The tests
 run in order and share the world: a corrupted object stops preflight, a drill leaves the old tenant and DNS
-alone, a failure after fencing rolls back, and re-running that workflow (same name, like ``argo retry``)
-converges to a full recreate.
+alone, a failure after fencing rolls back, ``argo retry`` of that workflow (``tenant-dr run --retry``) fails
+at the system tests' precheck instead of testing the old tenant, a resubmit converges to a full recreate, a
+drill of the now live tenant is refused in preflight, a failure after the cutover completed is not rolled
+back, and with the old cluster unreachable ``fence=skip`` cuts over without it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ DOMAIN = "app.example.com"
 TEMP_DOMAIN = "new-tenant.example.com"
 OLD_LB, NEW_LB = "old-lb.example.net", "new-lb.example.net"
 CF_TOKEN = "cf-Token-5c2e91d0aa"  # a test token for the fake
+TENANT_DR = {"app.kubernetes.io/part-of": "tenant-dr"}
 APPS = {"atlas/deployment/web": 2, "atlas/statefulset/keycloak": 1}
 BUNDLE = {
     "10-namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: atlas}\n",
@@ -102,8 +105,13 @@ class DrWorld:
     dist_old: Path
     dist_new: Path
 
-    def run(self, dist: Path, template: str, site: Site, *args: str, name: str | None = None) -> Run:
-        """``tenant-dr run`` of a compiled template against ``site`` (the cluster in-cluster steps reach)."""
+    def run(
+        self, dist: Path, template: str, site: Site, *args: str, name: str | None = None, source: Path | None = None
+    ) -> Run:
+        """``tenant-dr run`` of a compiled template against ``site`` (the cluster in-cluster steps reach).
+
+        ``source``: the old tenant's kubeconfig in its Secret (default: the old fake cluster's).
+        """
         file = next(dist.glob(f"*/templates/{template}.yaml"))
         runs = self.tmp / "state" / "runs"
         name = name or f"{template}-{len(list(runs.glob('*'))) if runs.exists() else 0}"
@@ -112,7 +120,7 @@ class DrWorld:
             "redis": {"redis-password": site.redis.password},
             "tenant-dr-notify": {"webhook-url": self.sink.url_for("/hook")},
             "cloudflare": {"api-token": CF_TOKEN},
-            "tenant-dr-source-kubeconfig": {"kubeconfig": self.old.kubeconfig.read_text()},
+            "tenant-dr-source-kubeconfig": {"kubeconfig": (source or self.old.kubeconfig).read_text()},
         }
         secrets_file = self.tmp / f"{name}.secrets.yaml"
         secrets_file.write_text(yaml.safe_dump(secrets))
@@ -130,12 +138,30 @@ class DrWorld:
         report = json.loads((runs / name / "run.json").read_text())
         return Run(proc.returncode, proc.stdout, proc.stderr, report)
 
-    def recreate(self, *params: str, name: str | None = None) -> Run:
-        """Run tenant-recreate on the new tenant (no approval gate unless asked)."""
-        argv: list[str] = []
+    def recreate(self, *params: str, name: str | None = None, retry: bool = False, source: Path | None = None) -> Run:
+        """Run tenant-recreate on the new tenant (no approval gate unless asked; ``retry``: like ``argo retry``)."""
+        argv: list[str] = ["--retry"] if retry else []
         for p in ("approval-required=false", *params):
             argv += ["-p", p]
-        return self.run(self.dist_new, "tenant-recreate", self.new, *argv, name=name)
+        return self.run(self.dist_new, "tenant-recreate", self.new, *argv, name=name, source=source)
+
+    def old_tenant_live(self) -> None:
+        """Reset to before any cutover: the domain points at the old LB and the old tenant runs."""
+        self.cf.remove_records("example.com", DOMAIN)
+        self.cf.add_record("example.com", "CNAME", DOMAIN, OLD_LB, proxied=True)
+        for ref, replicas in APPS.items():
+            ns, kind, name = ref.split("/")
+            obj = self.old.kube.state.get(f"{kind}s", ns, name)
+            assert obj is not None
+            obj["spec"]["replicas"] = replicas
+            self.old.kube.state.replace(obj)
+        assert self.dns() == [("CNAME", OLD_LB, True)]
+        assert self.replicas(self.old.kube) == APPS
+
+    def put_state(self, operation: str, record: str, body: bytes) -> None:
+        """Write a state record of the source tenant (a fault injected through the store)."""
+        bucket, prefix = self.store.removeprefix("s3://").split("/", 1)
+        self.s3.client().put_object(Bucket=bucket, Key=f"{prefix}/{OLD}/state/{operation}/{record}.json", Body=body)
 
     def dns(self) -> list[tuple[str, str, bool]]:
         """The domain's address records as (type, content, proxied)."""
@@ -223,6 +249,9 @@ def world(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dr
             sites.append(Site(pg, rd, es, cass, kube, kube.kubeconfig(tmp / f"kubeconfig-{label}")))
         old, new = sites
         seed(old)
+        # the old tenant's own tenant-dr installation: never backed up, never restored onto the new tenant
+        old.kube.state.workflow_template("argo", "old-backup-all", {"entrypoint": "main"}, labels=TENANT_DR)
+        old.kube.state.cron_workflow("argo", "old-backup-daily", template="old-backup-all", labels=TENANT_DR)
         old.kube.state.namespace("atlas")
         for ref, replicas in APPS.items():
             ns, kind, name = ref.split("/")
@@ -328,16 +357,44 @@ def test_a_failure_after_fencing_rolls_dns_and_the_old_tenant_back(world: DrWorl
     assert hooks(world.sink)[-1]["status"] == "Failed"
 
 
-def test_rerunning_the_failed_workflow_converges_to_a_full_recreate(world: DrWorld) -> None:
+def test_argo_retry_after_the_rollback_fails_at_the_precheck_instead_of_testing_the_old_tenant(
+    world: DrWorld,
+) -> None:
+    serve_health(world.app, 200)  # the system tests alone would pass (they would reach the old tenant)
+    run = world.recreate(name="recreate-live", retry=True)
+    assert run.code == 1, run.explain()
+    tests = run.node("system-tests")
+    assert tests["phase"] == "Failed" and tests["exitCode"] == 3, run.explain()
+    assert "precheck failed, no system test was run" in tests["errorLine"]
+    assert f"no CNAME record pointing at {NEW_LB}" in tests["errorLine"]
+    assert "run again" in tests["errorLine"]  # the fence was undone by the rollback
+    assert [n["phase"] for n in run.report["nodes"] if n["displayName"].startswith("system-tests(")] == ["Failed"]
+    for kept in ("preflight", "restore", "fence", "set-domain", "dns-cutover"):
+        assert run.node(kept)["phase"] == "Succeeded", kept
+    assert run.node("cutover-complete")["phase"] == "Omitted"
+    # fence and dns-cutover were not run again: the old tenant still serves, DNS still points at it
+    assert world.dns() == [("CNAME", OLD_LB, True)]
+    assert world.replicas(world.old.kube) == APPS
+    assert run.node("rollback-old-tenant")["phase"] == "Succeeded"
+    assert world.state("recreate-live", "cutover-complete") is None
+    assert hooks(world.sink)[-1]["status"] == "Failed"
+
+
+def test_resubmitting_converges_to_a_full_recreate(world: DrWorld) -> None:
     serve_health(world.app, 200)
-    run = world.recreate(name="recreate-live")  # same workflow name: same records, like `argo retry`
+    run = world.recreate(name="recreate-again")  # a new workflow (argo submit / resubmit): fresh records
     assert run.code == 0, run.explain()
     # data identical in the new tenant
     assert data_of(world.new) == data_of(world.old)
     assert world.new.pg.psql("SELECT 1") == "1"  # kept its own superuser password
-    # the old tenant fenced, with its replicas recorded once (the first run's record, not zeros)
+    # the old tenant's own tenant-dr objects were neither backed up nor restored onto the new tenant
+    for kind, name in (("workflowtemplates", "old-backup-all"), ("cronworkflows", "old-backup-daily")):
+        assert world.old.kube.state.get(kind, "argo", name) is not None
+        assert world.new.kube.state.get(kind, "argo", name) is None, name
+        assert not [r for r in world.new.kube.state.requests if r.path.endswith(f"/{kind}/{name}")], name
+    # the old tenant fenced, with the replicas it had again after the first run's rollback recorded
     assert world.replicas(world.old.kube) == {ref: 0 for ref in APPS}
-    assert world.state("recreate-live", "replicas-old-tenant")["workloads"] == APPS  # type: ignore[index]
+    assert world.state("recreate-again", "replicas-old-tenant")["workloads"] == APPS  # type: ignore[index]
     assert not world.old.kube.state.pods("atlas", "app=web")
     # the domain moved onto the new tenant
     ingress = world.new.kube.state.get("ingresses", "atlas", "web")
@@ -347,13 +404,70 @@ def test_rerunning_the_failed_workflow_converges_to_a_full_recreate(world: DrWor
     # DNS points at the new load balancer; the previous record is kept for rollback; other names untouched
     assert world.dns() == [("CNAME", NEW_LB, True)]
     assert [r["content"] for r in world.cf.records("example.com", "other.example.com")] == ["192.0.2.10"]
-    previous = world.state("recreate-live", "dns-app.example.com")
+    previous = world.state("recreate-again", "dns-app.example.com")
     assert previous is not None and [r["content"] for r in previous["records"]] == [OLD_LB]
-    # system tests passed, rollback did not run, timings reported
+    # system tests passed, the cutover is recorded complete, rollback did not run, timings reported
     assert run.node("system-tests")["phase"] == "Succeeded"
+    assert world.state("recreate-again", "cutover-complete") is not None
     assert run.node("rollback-dns")["phase"] == "Skipped"
-    timings = world.state("recreate-live", "timings")
+    timings = world.state("recreate-again", "timings")
     assert timings is not None and timings["rto_seconds"] > 0
     assert {p["phase"] for p in timings["phases"]} >= {"preflight", "restore", "cutover"}
     assert run.report["nodes"][0]["outputs"]["rto-seconds"] == str(timings["rto_seconds"])
     assert hooks(world.sink)[-1]["status"] == "Succeeded"
+
+
+def test_a_drill_of_the_live_new_tenant_is_refused_in_preflight(world: DrWorld) -> None:
+    """After the cutover the new tenant IS production: a drill (or second run) must not wipe it."""
+    db = DATABASES[0]
+    world.new.pg.psql("CREATE TABLE prod_writes (id int); INSERT INTO prod_writes VALUES (1)", db)
+    serve_health(world.app, 200)
+    before = (data_of(world.new), world.replicas(world.new.kube), world.replicas(world.old.kube), world.dns())
+    ingress_before = world.new.kube.state.get("ingresses", "atlas", "web")
+    run = world.recreate("drill=true", name="drill-after-cutover")
+    assert run.code == 1, run.explain()
+    plan = run.node("dns-plan")
+    assert plan["exitCode"] == 3 and "\n" not in plan["errorLine"]
+    assert f"{DOMAIN} already points at {NEW_LB}" in plan["errorLine"]
+    assert "if-target-live=proceed" in plan["errorLine"] and "remove the tenant-recreate package" in plan["errorLine"]
+    for phase in ("approval", "onboard", "restore", "teardown"):
+        assert run.node(phase)["phase"] == "Omitted", phase
+    assert (data_of(world.new), world.replicas(world.new.kube), world.replicas(world.old.kube), world.dns()) == before
+    assert "prod_writes" in world.new.pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", db)
+    assert world.new.kube.state.get("ingresses", "atlas", "web") == ingress_before
+    assert world.replicas(world.new.kube) == APPS  # the live tenant's apps keep running
+
+
+def test_a_failure_after_the_cutover_completed_is_not_rolled_back(world: DrWorld) -> None:
+    world.old_tenant_live()
+    serve_health(world.app, 200)
+    world.put_state("recreate-late-failure", "timings", b"not json")  # `timings` (after the cutover) fails: exit 3
+    run = world.recreate(name="recreate-late-failure")
+    assert run.code == 1, run.explain()
+    assert run.node("timings")["phase"] == "Failed" and run.node("timings")["exitCode"] == 3
+    assert run.node("system-tests")["phase"] == "Succeeded"
+    # the cutover stands: DNS on the new tenant, the old tenant still fenced
+    assert world.dns() == [("CNAME", NEW_LB, True)]
+    assert world.replicas(world.old.kube) == {ref: 0 for ref in APPS}
+    assert run.node("cutover-complete")["phase"] == "Succeeded"
+    assert run.node("rollback-old-tenant")["phase"] == "Succeeded"  # ran, and left the fence alone
+    assert run.node("rollback-dns")["phase"] == "Succeeded"
+    assert hooks(world.sink)[-1]["status"] == "Failed"
+
+
+def test_with_the_old_cluster_unreachable_fence_skip_cuts_over_without_it(world: DrWorld, tmp_path: Path) -> None:
+    world.old_tenant_live()
+    serve_health(world.app, 200)
+    lost = start_fake_kube()  # the old tenant's API server, gone: its kubeconfig points at nothing
+    lost_kubeconfig = lost.kubeconfig(tmp_path / "kubeconfig-lost")
+    lost.stop()
+    old_requests = len(world.old.kube.state.requests)
+    run = world.recreate("fence=skip", name="recreate-old-lost", source=lost_kubeconfig)
+    assert run.code == 0, run.explain()
+    for skipped in ("old-tenant-plan", "fence"):
+        assert run.node(skipped)["phase"] == "Skipped", skipped
+    assert run.node("system-tests")["phase"] == "Succeeded"
+    assert world.state("recreate-old-lost", "replicas-old-tenant") is None  # nothing recorded, nothing to undo
+    assert world.dns() == [("CNAME", NEW_LB, True)]
+    assert data_of(world.new) == data_of(world.old)
+    assert len(world.old.kube.state.requests) == old_requests  # (the real old fake was never reached either)

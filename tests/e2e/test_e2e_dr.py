@@ -237,11 +237,13 @@ def cassandra_content(fc: FakeCassandra) -> dict[tuple[str, str], list[str]]:
 
 
 def argo_content(kube: FakeKube) -> dict[str, Any]:
-    """The tenant's Argo objects without server-maintained fields."""
+    """The tenant's Argo objects without server-maintained fields (tenant-dr's own are not the tenant's data)."""
     out = {}
     for kind in ("workflowtemplates", "cronworkflows", "configmaps"):
         for obj in kube.state.list_objects(kind, "argo"):
             if kind == "configmaps" and obj["metadata"].get("labels", {}) != ARGO_LABEL:
+                continue
+            if obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "tenant-dr":
                 continue
             clean = copy.deepcopy(obj)
             clean.pop("status", None)

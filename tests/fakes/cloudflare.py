@@ -163,6 +163,13 @@ class FakeCloudflare(ServedFake):
             store[rec["id"]] = rec
             return copy.deepcopy(rec)
 
+    def remove_records(self, zone: str, name: str) -> None:
+        """Delete every record named ``name`` directly (bypassing auth), e.g. to reset a test world."""
+        with self.lock:
+            store = self.dns[self.zone_id(zone)]
+            for rid in [rid for rid, rec in store.items() if rec["name"] == name]:
+                del store[rid]
+
     def records(self, zone: str, name: str | None = None) -> list[dict[str, Any]]:
         """Copies of the zone's records (only ``name``'s if given), sorted by type and content."""
         with self.lock:

@@ -654,7 +654,13 @@ class KubeState:
         )
 
     def cron_workflow(
-        self, ns: str, name: str, schedule: str = "0 3 * * *", suspend: bool | None = None, template: str = "main"
+        self,
+        ns: str,
+        name: str,
+        schedule: str = "0 3 * * *",
+        suspend: bool | None = None,
+        template: str = "main",
+        labels: dict[str, str] | None = None,
     ) -> Obj:
         """An Argo CronWorkflow (``suspend`` omitted when ``None``) with a status like the controller's."""
         spec: Obj = {
@@ -668,7 +674,7 @@ class KubeState:
             {
                 "apiVersion": "argoproj.io/v1alpha1",
                 "kind": "CronWorkflow",
-                "metadata": {"name": name, "namespace": ns},
+                "metadata": {"name": name, "namespace": ns, **({"labels": labels} if labels else {})},
                 "spec": spec,
                 "status": {"active": [], "lastScheduledTime": "2026-01-01T03:00:00Z", "phase": "Active"},
             }

@@ -340,3 +340,35 @@ def test_fake_speaks_the_sdk() -> None:
             client.dns.records.get(rec.id, zone_id=zone_id)
         with pytest.raises(cloudflare.AuthenticationError):
             list(cloudflare.Cloudflare(api_token="nope", base_url=fake.api_url, max_retries=0).zones.list())
+
+
+def test_preflight_refuses_a_name_that_already_points_at_the_target(cf: FakeCloudflare, store: str) -> None:
+    cf.add_record(ZONE, "CNAME", NAME, OLD, proxied=True)
+    assert dns("cutover", cf, store, "--target", NEW, "--if-at-target", "refuse").code == 0  # not live yet
+    assert dns("cutover", cf, store, "--target", NEW, "--confirm").code == 0  # the cutover
+    refused = dns("cutover", cf, store, "--target", NEW, "--if-at-target", "refuse", op="second-run")
+    assert refused.code == 3, refused.stdout
+    assert "\n" not in refused.error
+    assert f"{NAME} already points at {NEW}" in refused.error and "if-target-live=proceed" in refused.error
+    assert "remove the tenant-recreate package" in refused.error
+    assert state(store, "second-run") is None
+    proceed = dns("cutover", cf, store, "--target", NEW, "--if-at-target", "proceed", op="second-run")
+    assert proceed.code == 0 and proceed.result["plan"]["patch"] == [], proceed.error
+
+
+def test_rollback_unless_recorded_leaves_a_completed_cutover(cf: FakeCloudflare, store: str) -> None:
+    cf.add_record(ZONE, "CNAME", NAME, OLD, proxied=True)
+    assert dns("cutover", cf, store, "--target", NEW, "--confirm").code == 0
+    done = run_step("dns", ["complete", "--tenant", TENANT, "--store", store, "--operation", OP, "--record", NAME])
+    assert done.code == 0, done.stderr
+    again = run_step("dns", ["complete", "--tenant", TENANT, "--store", store, "--operation", OP, "--record", NAME])
+    assert again.result["completed_at"] == done.result["completed_at"]  # recorded once
+    writes = len(cf.writes())
+    kept = dns("rollback", cf, store, "--unless-recorded", "cutover-complete", "--confirm")
+    assert kept.code == 0 and kept.result["rolled_back"] is False, kept.error
+    assert [r[:2] for r in address(cf)] == [("CNAME", NEW)] and len(cf.writes()) == writes
+    rolled = dns("rollback", cf, store, "--unless-recorded", "cutover-complete", "--confirm", op="another-op")
+    assert rolled.code == 0 and rolled.result["rolled_back"] is False  # (another-op recorded no cutover)
+    plain = dns("rollback", cf, store, "--confirm")  # without the option the recorded records come back
+    assert plain.code == 0 and plain.result["rolled_back"] is True
+    assert [r[:2] for r in address(cf)] == [("CNAME", OLD)]

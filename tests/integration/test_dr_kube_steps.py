@@ -1,4 +1,5 @@
-"""The kube actions tenant-recreate adds: ``apply-bundle`` (onboarding) and ``scale-up --missing-ok`` (rollback).
+"""The kube actions tenant-recreate adds: ``apply-bundle`` (onboarding), ``scale-up --missing-ok`` and
+``--unless-recorded`` (rollback), ``verify`` (the system tests' precheck that the fence is still in place).
 
 Through the real kubernetes client against the fake API server (tests/fakes/kube.py).
 """
@@ -149,3 +150,46 @@ def test_scale_up_missing_ok_is_a_no_op_without_a_record(kube: FakeKube, tmp_pat
     deployment = kube.state.get("deployments", "atlas", "hermes")
     assert deployment is not None and deployment["spec"]["replicas"] == 0
     assert not [r for r in kube.state.requests if r.method == "PATCH"]
+
+
+def test_verify_checks_that_what_the_operation_fenced_is_still_down(kube: FakeKube, tmp_path: Path) -> None:
+    kube.state.namespace("atlas")
+    kube.state.deployment("atlas", "web", replicas=2)
+    kube.state.statefulset("atlas", "db", replicas=1)
+    store = f"file://{tmp_path / 'store'}"
+    common = ("--tenant", "acme", "--store", store, "--operation", "dr-1", "--record", "old-tenant")
+    assert kube_step(kube, tmp_path, "verify", *common).code == 3  # nothing recorded: nothing known to check
+    lenient = kube_step(kube, tmp_path, "verify", *common, "--missing-ok")  # fence=skip: nothing was fenced
+    assert lenient.code == 0 and lenient.result["checked"] == [], lenient.stderr
+    workloads = ("--workloads", "atlas/deployment/web,atlas/statefulset/db", "--poll-seconds", "0.1")
+    down = kube_step(kube, tmp_path, "scale-down", *common, *workloads, "--confirm")
+    assert down.code == 0, down.stderr
+    fenced = kube_step(kube, tmp_path, "verify", *common)
+    assert fenced.code == 0 and fenced.result["checked"] == ["atlas/deployment/web", "atlas/statefulset/db"]
+    up = kube_step(kube, tmp_path, "scale-up", *common, "--poll-seconds", "0.1", "--confirm")  # the rollback
+    assert up.code == 0, up.stderr
+    undone = kube_step(kube, tmp_path, "verify", *common, "--missing-ok")
+    assert undone.code == 3 and "\n" not in undone.result["error"]
+    assert "2 of 2 workloads scaled down by operation dr-1 run again" in undone.result["error"]
+    assert "atlas/deployment/web (2 replicas)" in undone.result["error"]
+    assert not [r for r in kube.state.requests[-4:] if r.method == "PATCH"], "verify changes nothing"
+
+
+def test_scale_up_unless_recorded_leaves_a_completed_cutover_alone(kube: FakeKube, tmp_path: Path) -> None:
+    kube.state.namespace("atlas")
+    kube.state.deployment("atlas", "web", replicas=2)
+    store = f"file://{tmp_path / 'store'}"
+    common = ("--tenant", "acme", "--store", store, "--operation", "dr-1", "--record", "old-tenant")
+    fence = ("--workloads", "atlas/deployment/web", "--poll-seconds", "0.1", "--confirm")
+    assert kube_step(kube, tmp_path, "scale-down", *common, *fence).code == 0
+    rollback = (*common, "--missing-ok", "--unless-recorded", "cutover-complete", "--poll-seconds", "0.1", "--confirm")
+    complete = run_step(
+        "dns", ["complete", "--tenant", "acme", "--store", store, "--operation", "dr-1", "--record", "app.example.com"]
+    )
+    assert complete.code == 0, complete.stderr
+    kept = kube_step(kube, tmp_path, "scale-up", *rollback)
+    assert kept.code == 0 and kept.result["scaled_up"] is False, kept.stderr
+    deployment = kube.state.get("deployments", "atlas", "web")
+    assert deployment is not None and deployment["spec"]["replicas"] == 0
+    other = kube_step(kube, tmp_path, "scale-up", *rollback[:5], "dr-2", *rollback[6:])  # another operation
+    assert other.code == 0 and other.result["scaled_up"] is False  # (--missing-ok: dr-2 fenced nothing)

@@ -2,7 +2,8 @@
 
 ``data``: real backups made by the component steps (real PostgreSQL and Redis servers, the fake
 Elasticsearch), catalog in moto S3; the components' own ``verify`` actions do the comparing.
-``http``: system tests against a local pytest-httpserver.
+``http``: system tests against a local pytest-httpserver, gated by ``dns verify`` prechecks against the
+Cloudflare fake.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from steps.storage import open_store
 from steps.storage.catalog import Catalog, new_run_id
+from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.elasticsearch import FakeElasticsearch
 from tests.harness import PostgresServer, RedisServer, S3Server, StepRun, free_port, run_step
 
@@ -245,3 +247,40 @@ def test_http_bad_spec_is_a_usage_error(tmp_path: Path) -> None:
     assert "test field" in bad.error
     both = http("https://app.example.com")
     assert both.code == 2 and "exactly one of --tests-file and --tests-json" in both.error
+
+
+def test_http_prechecks_gate_the_tests(httpserver: HTTPServer) -> None:
+    """`dns verify --no-probe` as a precheck: no test runs while the record points elsewhere (DR retry)."""
+    httpserver.expect_request("/healthz").respond_with_data("ok")
+    token = "cf-Token-3b7a90e1f2"
+    with FakeCloudflare() as cf:
+        cf.add_token(token)
+        cf.add_zone("example.com")
+        cf.add_record("example.com", "CNAME", "app.example.com", "old-lb.example.net", proxied=True)
+        check = (
+            f"dns verify --zone example.com --record app.example.com --target new-lb.example.net --no-probe "
+            f"--api-base-url {cf.api_url} --max-retries 0"
+        )
+        tests = json.dumps([{"path": "/healthz"}])
+
+        def run(*extra: str) -> StepRun:
+            argv = ["http", "--base-url", httpserver.url_for(""), "--tests-json", tests, "--deadline", "2", *extra]
+            return run_step("validate", argv, env={"CLOUDFLARE_API_TOKEN": token}, timeout=120)
+
+        refused = run("--precheck", check)
+        assert refused.code == 3, refused.stdout
+        assert "\n" not in refused.error
+        assert refused.error.startswith("precheck failed, no system test was run: dns verify: app.example.com")
+        assert "no CNAME record pointing at new-lb.example.net" in refused.error
+        assert not httpserver.log, "no system test ran"
+        assert token not in refused.stdout + refused.stderr
+
+        cf.remove_records("example.com", "app.example.com")
+        cf.add_record("example.com", "CNAME", "app.example.com", "new-lb.example.net", proxied=True)
+        passed = run("--precheck", check)
+        assert passed.code == 0, passed.error
+        assert len(httpserver.log) == 1
+
+        for bad in ("postgres verify --run-id latest", "dns cutover --confirm", "kube"):
+            usage = run("--precheck", bad)
+            assert usage.code == 2 and "is not 'MODULE verify ARGS'" in usage.error, bad

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 
 from workflows.build import build
 from workflows.config import DEFAULT, ConfigError, parse_config
+from workflows.lint import parse_step_args
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +68,11 @@ def test_preflight_changes_nothing_and_mode_switches_sit_inside_phases(dist: Pat
         assert "--confirm" not in t[leaf]["container"]["args"], leaf
     assert tasks(t["approval"])["approve"]["when"] == "'{{inputs.parameters.approval-required}}' == 'true'"
     assert tasks(t["onboard"])["onboard"]["templateRef"] == {"name": "tenant-onboard", "template": "main"}
-    for name in ("fence", "dns-cutover", "system-tests"):
+    for name in ("dns-cutover", "system-tests", "cutover-complete"):
         assert tasks(t["cutover"])[name]["when"] == "'{{inputs.parameters.drill}}' != 'true'"
+    fence_when = "'{{inputs.parameters.drill}}' != 'true' && '{{inputs.parameters.fence}}' != 'skip'"
+    assert tasks(t["cutover"])["fence"]["when"] == fence_when
+    assert tasks(t["preflight"])["old-tenant-plan"]["when"] == "'{{inputs.parameters.fence}}' != 'skip'"
     assert tasks(t["teardown"])["scale-down-scratch"]["when"] == "'{{inputs.parameters.drill}}' == 'true'"
 
 
@@ -82,6 +87,12 @@ def test_only_old_tenant_leaves_get_its_kubeconfig(dist: Path) -> None:
         if name in source:
             assert "source-kubeconfig" in mounts
             assert args[args.index("--kubeconfig") + 1] == "/etc/tenant-dr/source-kubeconfig/kubeconfig"
+        elif name == "system-tests":  # its `kube verify` precheck reads the old tenant (when it was fenced)
+            assert "source-kubeconfig" in mounts
+            volume = next(v for v in tmpl["volumes"] if v["name"] == "source-kubeconfig")
+            assert volume["secret"]["optional"] is True  # fence=skip: the old installation (and Secret) may be gone
+            env = {e["name"]: e.get("value") for e in tmpl["container"]["env"]}
+            assert env["TENANT_DR_KUBECONFIG"] == "/etc/tenant-dr/source-kubeconfig/kubeconfig"
         else:
             assert "source-kubeconfig" not in mounts, name
 
@@ -95,6 +106,11 @@ def test_exit_handler_rolls_back_only_after_a_live_failure_then_notifies(dist: P
         assert "'{{workflow.parameters.rollback-on-failure}}' == 'true'" in when
         assert "'{{workflow.parameters.drill}}' != 'true'" in when
     assert "--missing-ok" in t["rollback-old-tenant"]["container"]["args"]
+    assert "'{{workflow.parameters.fence}}' != 'skip'" in handler["rollback-old-tenant"]["when"]
+    assert "'{{workflow.parameters.fence}}'" not in handler["rollback-dns"]["when"]
+    for name in ("rollback-old-tenant", "rollback-dns"):  # a cutover recorded complete is never rolled back
+        args = t[name]["container"]["args"]
+        assert args[args.index("--unless-recorded") + 1] == "cutover-complete", name
     assert "rollback-old-tenant.Failed" in handler["rollback-dns"]["depends"]
     assert "notify" in handler and "rollback-dns.Skipped" in handler["notify"]["depends"]
 
@@ -125,3 +141,59 @@ def test_dr_config_refuses_fencing_the_new_tenant_itself() -> None:
     assert cfg.dr_source_tenant == "old" and cfg.dr_domain == cfg.dns.record
     with pytest.raises(ConfigError, match="need temporary_domain"):
         parse_config({"dr": {"ingresses": ["atlas/web"]}})
+
+
+def test_preflight_refuses_a_live_target_unless_told_to_proceed(dist: Path) -> None:
+    t = templates(dist, "tenant-recreate")
+    params = {p["name"]: p for p in t["__spec__"]["arguments"]["parameters"]}
+    assert params["if-target-live"]["value"] == "refuse" and params["if-target-live"]["enum"] == ["refuse", "proceed"]
+    plan_args = t["dns-plan"]["container"]["args"]
+    assert plan_args[plan_args.index("--if-at-target") + 1] == "{{inputs.parameters.if-target-live}}"
+    assert "--if-at-target" not in t["dns-cutover"]["container"]["args"]  # the cutover itself converges on retry
+    dns_plan = tasks(t["preflight"])["dns-plan"]
+    assert {"name": "if-target-live", "value": "{{inputs.parameters.if-target-live}}"} in dns_plan["arguments"][
+        "parameters"
+    ]
+
+
+def test_system_tests_first_check_that_the_cutover_is_in_place(dist: Path) -> None:
+    t = templates(dist, "tenant-recreate")
+    args = t["system-tests"]["container"]["args"]
+    prechecks = [shlex.split(args[i + 1]) for i, a in enumerate(args) if a == "--precheck"]
+    assert [p[:2] for p in prechecks] == [["dns", "verify"], ["kube", "verify"]]
+    dns, kube = prechecks
+    assert dns[dns.index("--target") + 1] == "{{inputs.parameters.target}}" and "--no-probe" in dns
+    assert (
+        kube[kube.index("--operation") + 1] == "{{workflow.name}}" and kube[kube.index("--record") + 1] == "old-tenant"
+    )
+    assert "--missing-ok" in kube  # fence=skip: nothing was fenced, nothing to check
+    chain = tasks(t["cutover"])
+    assert chain["cutover-complete"]["depends"] == "system-tests"
+    assert t["cutover-complete"]["container"]["args"][:1] == ["complete"]
+    assert parse_step_args("validate", args, {"CLOUDFLARE_API_TOKEN"}, {}) == []
+    bad = ["http", "--base-url", "https://x", "--tests-json", "[]", "--precheck", "kube verify --operation x"]
+    assert parse_step_args("validate", bad, set(), {}) == [
+        "--precheck ['kube', 'verify']: missing required option --tenant",
+        "--precheck ['kube', 'verify']: missing required option --store",
+    ]
+
+
+def test_fence_skip_is_a_parameter(dist: Path) -> None:
+    t = templates(dist, "tenant-recreate")
+    params = {p["name"]: p for p in t["__spec__"]["arguments"]["parameters"]}
+    assert params["fence"]["value"] == "auto" and params["fence"]["enum"] == ["auto", "skip"]
+    main = tasks(t["main"])
+    for phase in ("preflight", "cutover"):
+        passed = {a["name"]: a["value"] for a in main[phase]["arguments"]["parameters"]}
+        assert passed["fence"] == "{{inputs.parameters.fence}}", phase
+
+
+def test_elasticsearch_prune_holds_the_elasticsearch_mutex(dist: Path) -> None:
+    def template(package: str, name: str, leaf: str) -> dict[str, Any]:
+        doc = yaml.safe_load((dist / package / "templates" / f"{name}.yaml").read_text())
+        return next(t for t in doc["spec"]["templates"] if t["name"] == leaf)
+
+    mutex = template("atlas-backup", "atlas-backup-all", "prune-elasticsearch")["synchronization"]["mutexes"]
+    assert mutex == template("atlas-restore", "atlas-elasticsearch-restore", "restore")["synchronization"]["mutexes"]
+    assert mutex == template("atlas-backup", "atlas-elasticsearch-backup", "backup")["synchronization"]["mutexes"]
+    assert mutex == [{"name": "tenant-dr-atlas-elasticsearch"}]

@@ -18,6 +18,7 @@ from workflows.templates.common import (
     exit_handler,
     labels,
     metadata_annotations,
+    mutex_name,
     new_run_id_step,
     step_container,
     store_env,
@@ -94,6 +95,7 @@ def backup_all_template(cfg: TenantConfig, wirings: list[ComponentWiring]) -> Wo
                     flags=[*store_flags(cfg), *es.connection, *retention],
                     env=[*store_env(cfg), *es.env],
                     deadline=DEADLINE_CATALOG,
+                    mutex=mutex_name(cfg, es.name),  # never while an Elasticsearch restore or backup runs
                 ),
             )
         with DAG(name="main"):

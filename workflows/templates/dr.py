@@ -12,10 +12,14 @@ inside a phase::
     preflight -> approval -> onboard -> restore -> validate -> cutover -> teardown -> timings
 
 ``preflight`` resolves and fully verifies the run, reads the old tenant's workloads, the new tenant's load
-balancer and the DNS record (plan only: nothing changes). ``cutover`` fences the old tenant, moves the
-domain, points DNS at the load balancer and runs the system tests; ``drill=true`` skips it and runs
-``teardown`` instead. The exit handler scales the old tenant back up and restores the DNS record after a
-failure (both are no-ops when nothing was recorded), then notifies.
+balancer and the DNS record (plan only: nothing changes), and refuses when the domain already points at
+the new load balancer (the new tenant is live; ``if-target-live=proceed`` overrides). ``cutover`` fences
+the old tenant, moves the domain, points DNS at the load balancer, runs the system tests (which first
+check that DNS and the fence are still in place, so an ``argo retry`` after a rollback fails instead of
+testing the old tenant) and records the cutover complete; ``drill=true`` skips it and runs ``teardown``
+instead. ``fence=skip`` (the old installation is lost) never contacts the old tenant's cluster. The exit
+handler scales the old tenant back up and restores the DNS record after a failure, unless the cutover was
+recorded complete (both are no-ops when nothing was recorded), then notifies.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import shlex
 
 from hera.workflows import DAG, Container, Parameter, Suspend, Task, WorkflowTemplate
 from hera.workflows import models as m
@@ -52,6 +57,7 @@ SOURCE_KUBECONFIG_DIR = "/etc/tenant-dr/source-kubeconfig"
 SOURCE_KUBECONFIG = f"{SOURCE_KUBECONFIG_DIR}/kubeconfig"
 FENCE_RECORD = "old-tenant"
 TEARDOWN_RECORD = "drill-teardown"
+COMPLETE_RECORD = "cutover-complete"  # written by `dns complete` after the system tests passed
 POLL: Flag = ("--poll-seconds", "2")
 DEADLINE_KUBE = 30 * 60
 # validate data runs these components' own `verify` (Cassandra's with --live) against the new tenant.
@@ -113,6 +119,22 @@ def params(cfg: TenantConfig) -> list[Param]:
         Param(
             "skip-onboarding", "true: the new tenant is already provisioned; do not run onboarding.", "false", BOOL_ENUM
         ),
+        Param(
+            "fence",
+            "auto: scale the old tenant down before the DNS cutover (replicas recorded, rolled back on failure). "
+            "skip: the old installation is lost or its API unreachable: never contact its cluster (no plan, no "
+            "fence, nothing to roll back there).",
+            "auto",
+            ("auto", "skip"),
+        ),
+        Param(
+            "if-target-live",
+            "refuse (default): preflight stops (exit 3) when the domain already points at the new tenant's load "
+            "balancer: the new tenant is live and this run, drill or not, would overwrite its data. proceed: run "
+            "anyway (only to rebuild a live tenant from the backup on purpose).",
+            "refuse",
+            ("refuse", "proceed"),
+        ),
     ]
 
 
@@ -126,6 +148,10 @@ def _is(name: str, value: str) -> str:
 
 def _not(name: str, value: str) -> str:
     return f"'{_ref(name)}' != '{value}'"
+
+
+def _all(*conditions: str) -> str:
+    return " && ".join(conditions)
 
 
 def _out(name: str, task: str, output: str) -> Parameter:
@@ -145,6 +171,9 @@ def _source(cfg: TenantConfig) -> Param:
 
 RUN_ID = Param("run-id", "The resolved backup run.")
 DOMAIN = Param("domain", "The public domain.")
+TARGET = Param("target", "New load balancer.")
+FENCE = Param("fence", "auto or skip (the old installation is lost).")
+IF_LIVE = Param("if-target-live", "refuse or proceed when the domain already points at the new tenant.")
 
 
 def _src_store(cfg: TenantConfig) -> list[Flag]:
@@ -156,8 +185,11 @@ def _source_kube_flags(cfg: TenantConfig) -> list[Flag]:
     return [("--kubeconfig", SOURCE_KUBECONFIG)] if cfg.dr.source.cluster.mode == "kubeconfig" else []
 
 
-def source_container(cfg: TenantConfig, step: Step) -> Container:
-    """A leaf that talks to the OLD tenant's API: its kubeconfig Secret is mounted (never the target's)."""
+def source_container(cfg: TenantConfig, step: Step, *, optional: bool = False) -> Container:
+    """A leaf that talks to the OLD tenant's API: its kubeconfig Secret is mounted (never the target's).
+
+    ``optional``: the pod starts without the Secret (a leaf that needs it only when the old tenant was fenced).
+    """
     container = step_container(cfg, dataclasses.replace(step, kube=False))
     ref = cfg.dr.source.cluster.kubeconfig
     if ref is not None:
@@ -167,7 +199,10 @@ def source_container(cfg: TenantConfig, step: Step) -> Container:
             m.Volume(
                 name="source-kubeconfig",
                 secret=m.SecretVolumeSource(
-                    secret_name=ref.name, items=[m.KeyToPath(key=ref.key, path="kubeconfig")], default_mode=0o440
+                    secret_name=ref.name,
+                    items=[m.KeyToPath(key=ref.key, path="kubeconfig")],
+                    default_mode=0o440,
+                    optional=True if optional else None,
                 ),
             ),
         ]
@@ -293,11 +328,14 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
     plist = params(cfg)
     description = (
         f"Disaster recovery of tenant `{cfg.dr_source_tenant}` onto tenant `{cfg.name}`: preflight (resolve and "
-        f"verify the backup run, reach both clusters, plan the DNS change) -> approval -> onboarding "
-        f"(`{cfg.dr.onboarding.template}`) -> restore of {', '.join(w.name for w in wirings)} in parallel -> data "
-        f"validation -> fence the old tenant -> move the domain -> Cloudflare DNS to the new load balancer -> "
-        f"system tests. On failure after fencing the exit handler scales the old tenant back up and restores the "
-        f"DNS record. `drill=true` never fences or touches DNS. Runbook: docs/runbooks/tenant-recreate.md."
+        f"verify the backup run, reach both clusters, plan the DNS change; refuses when the domain already points "
+        f"at the new tenant) -> approval -> onboarding (`{cfg.dr.onboarding.template}`) -> restore of "
+        f"{', '.join(w.name for w in wirings)} in parallel -> data validation -> fence the old tenant -> move the "
+        f"domain -> Cloudflare DNS to the new load balancer -> system tests (after checking DNS and the fence are "
+        f"in place) -> cutover recorded complete. On failure after fencing and before that record, the exit "
+        f"handler scales the old tenant back up and restores the DNS record: then resubmit, do not retry. "
+        f"`drill=true` never fences or touches DNS; `fence=skip` never contacts the old tenant's cluster. Remove "
+        f"this package once the new tenant is live. Runbook: docs/runbooks/tenant-recreate.md."
     )
     _zone, temp = cfg.dns.zone, cfg.dr.temporary_domain
     base_url = cfg.dr.system_tests_base_url or "https://" + _ref("domain")
@@ -357,8 +395,9 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
         )
         dns_plan = step_container(
             cfg,
-            _dns(cfg, "dns-plan", "cutover", [("--record", _ref("domain")), ("--target", _ref("target"))],
-                 [DOMAIN, Param("target", "New load balancer.")], ("previous-record",)),
+            _dns(cfg, "dns-plan", "cutover", [("--record", _ref("domain")), ("--target", _ref("target")),
+                                              ("--if-at-target", _ref("if-target-live"))],
+                 [DOMAIN, TARGET, IF_LIVE], ("previous-record",)),
         )  # fmt: skip
         approve = Suspend(name="approve")
         onboard_wait = step_container(
@@ -405,21 +444,48 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
             cfg,
             _dns(cfg, "dns-cutover", "cutover",
                  [("--record", _ref("domain")), ("--target", _ref("target")), ("--confirm", None)],
-                 [DOMAIN, Param("target", "New load balancer.")], ("previous-record", "changed")),
+                 [DOMAIN, TARGET], ("previous-record", "changed")),
         )  # fmt: skip
-        system_tests = step_container(
+        # The prechecks run in the system tests' own pod: `argo retry` after the automatic rollback re-runs only
+        # this failed step (fence and dns-cutover stay Succeeded), and it must fail, not test the old tenant.
+        prechecks = [
+            ["dns", "verify", "--zone", cfg.dns.zone, "--record", _ref("domain"), "--target", _ref("target"),
+             "--no-probe"],
+            ["kube", "verify", "--operation", "{{workflow.name}}", "--record", FENCE_RECORD, "--missing-ok",
+             *(a for f, v in _src_store(cfg) for a in (f, v or ""))],
+        ]  # fmt: skip
+        source_kubeconfig_env = (
+            [m.EnvVar(name="TENANT_DR_KUBECONFIG", value=SOURCE_KUBECONFIG)]  # read by the kube precheck
+            if cfg.dr.source.cluster.mode == "kubeconfig"
+            else []
+        )
+        system_tests = source_container(
             cfg,
             Step(
                 name="system-tests",
                 module="validate",
                 action="http",
                 flags=[("--base-url", base_url), ("--tests-json", tests),
-                       ("--deadline", str(cfg.dr.system_tests_deadline_seconds)), ("--interval", "2")],
-                inputs=[DOMAIN],
+                       ("--deadline", str(cfg.dr.system_tests_deadline_seconds)), ("--interval", "2"),
+                       *(("--precheck", shlex.join(argv)) for argv in prechecks)],
+                inputs=[_source(cfg), DOMAIN, TARGET],
                 outputs=("report",),
+                env=[*store_env(cfg), secret_env("CLOUDFLARE_API_TOKEN", cfg.dns.token), *source_kubeconfig_env],
                 deadline=cfg.dr.system_tests_deadline_seconds + 300,
             ),
+            optional=True,  # with fence=skip nothing was fenced and the old tenant's Secret may be gone
         )  # fmt: skip
+        cutover_complete = step_container(
+            cfg,
+            Step(
+                name="cutover-complete",
+                module="dns",
+                action="complete",
+                flags=[*_src_store(cfg), ("--operation", "{{workflow.name}}"), ("--record", _ref("domain"))],
+                inputs=[_source(cfg), DOMAIN],
+                env=store_env(cfg),
+            ),
+        )
         teardown = step_container(
             cfg,
             _kube(
@@ -455,21 +521,24 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 cfg,
                 "rollback-old-tenant",
                 "scale-up",
-                [("--operation", "{{workflow.name}}"), ("--record", FENCE_RECORD), ("--missing-ok", None), POLL,
-                 ("--confirm", None)],
+                [("--operation", "{{workflow.name}}"), ("--record", FENCE_RECORD), ("--missing-ok", None),
+                 ("--unless-recorded", COMPLETE_RECORD), POLL, ("--confirm", None)],
                 inputs=[_source(cfg)],
                 deadline=DEADLINE_KUBE,
             ),
         )  # fmt: skip
         rollback_dns = step_container(
             cfg,
-            _dns(cfg, "rollback-dns", "rollback", [("--record", _ref("domain")), ("--confirm", None)], [DOMAIN], ()),
-        )
+            _dns(cfg, "rollback-dns", "rollback",
+                 [("--record", _ref("domain")), ("--unless-recorded", COMPLETE_RECORD), ("--confirm", None)],
+                 [DOMAIN], ()),
+        )  # fmt: skip
 
         # ---- phases
         with DAG(
             name="preflight",
-            inputs=[_source(cfg).input(), Param("run-id", "Run id or latest.").input(), DOMAIN.input()],
+            inputs=[_source(cfg).input(), Param("run-id", "Run id or latest.").input(), DOMAIN.input(), FENCE.input(),
+                    IF_LIVE.input()],
             outputs=[
                 _out("run-id", "verify", "run-id"),
                 _out("lb-hostname", "new-tenant-lb", "hostname"),
@@ -483,12 +552,12 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 arguments={**src, "run-id": "{{tasks.resolve.outputs.parameters.run-id}}"},
             )
             t_resolve >> t_verify
-            Task(name="old-tenant-plan", template=source_plan, arguments=src)
+            Task(name="old-tenant-plan", template=source_plan, arguments=src, when=_not("fence", "skip"))
             t_lb = Task(name="new-tenant-lb", template=lb)
             t_lb >> Task(
                 name="dns-plan",
                 template=dns_plan,
-                arguments={**src, "domain": _ref("domain"),
+                arguments={**src, "domain": _ref("domain"), "if-target-live": _ref("if-target-live"),
                            "target": "{{tasks.new-tenant-lb.outputs.parameters.hostname}}"},
             )  # fmt: skip
         with DAG(name="approval", inputs=[Param("approval-required", "Wait for approval?").input()]):
@@ -521,11 +590,12 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
             DOMAIN.input(),
             Param("drill", "Drill?").input(),
             Param("target", "LB.").input(),
+            FENCE.input(),
         ]
         with DAG(name="cutover", inputs=cut_in):
             live = _not("drill", "true")
             src = {"source-tenant": _ref("source-tenant")}
-            chain = [Task(name="fence", template=fence, arguments=src, when=live)]
+            chain = [Task(name="fence", template=fence, arguments=src, when=_all(live, _not("fence", "skip")))]
             if set_domain is not None:
                 chain.append(
                     Task(name="set-domain", template=set_domain, arguments={**src, "domain": _ref("domain")}, when=live)
@@ -539,7 +609,20 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 )
             )
             chain.append(
-                Task(name="system-tests", template=system_tests, arguments={"domain": _ref("domain")}, when=live)
+                Task(
+                    name="system-tests",
+                    template=system_tests,
+                    arguments={**src, "domain": _ref("domain"), "target": _ref("target")},
+                    when=live,
+                )
+            )
+            chain.append(
+                Task(
+                    name="cutover-complete",
+                    template=cutover_complete,
+                    arguments={**src, "domain": _ref("domain")},
+                    when=live,
+                )
             )
             for before, after in itertools.pairwise(chain):
                 before >> after
@@ -570,7 +653,8 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
             src = {"source-tenant": args["source-tenant"]}
             phases = [
                 Task(name="preflight", template="preflight",
-                     arguments={**src, "run-id": args["run-id"], "domain": args["domain"]}),
+                     arguments={**src, "run-id": args["run-id"], "domain": args["domain"], "fence": args["fence"],
+                                "if-target-live": args["if-target-live"]}),
                 Task(name="approval", template="approval", arguments={"approval-required": args["approval-required"]}),
                 Task(name="onboard", template="onboard",
                      arguments={"skip-onboarding": args["skip-onboarding"], "domain": args["domain"]}),
@@ -578,7 +662,7 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
                 *([Task(name="validate", template="validate", arguments={**src, "run-id": resolved})]
                   if validate_leaf is not None else []),
                 Task(name="cutover", template="cutover",
-                     arguments={**src, "domain": args["domain"], "drill": args["drill"],
+                     arguments={**src, "domain": args["domain"], "drill": args["drill"], "fence": args["fence"],
                                 "target": "{{tasks.preflight.outputs.parameters.lb-hostname}}"}),
                 Task(name="teardown", template="teardown", arguments={**src, "drill": args["drill"]}),
                 Task(name="timings", template=timings,
@@ -587,14 +671,20 @@ def recreate_template(cfg: TenantConfig) -> WorkflowTemplate:
             for before, after in itertools.pairwise(phases):
                 before >> after
 
-        # ---- exit handler: roll back after a failure (no-ops when nothing was recorded), then notify
+        # ---- exit handler: roll back after a failure, unless the cutover was recorded complete (no-ops when
+        # nothing was recorded), then notify
         failed_live = (
             "'{{workflow.status}}' != 'Succeeded' && '{{workflow.parameters.rollback-on-failure}}' == 'true' && "
             "'{{workflow.parameters.drill}}' != 'true'"
         )
         with DAG(name="exit-handler"):
             src = {"source-tenant": "{{workflow.parameters.source-tenant}}"}
-            Task(name="rollback-old-tenant", template=rollback_old, arguments=src, when=failed_live)
+            Task(
+                name="rollback-old-tenant",
+                template=rollback_old,
+                arguments=src,
+                when=_all(failed_live, "'{{workflow.parameters.fence}}' != 'skip'"),
+            )
             Task(
                 name="rollback-dns",
                 template=rollback_dns,
