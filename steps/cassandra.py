@@ -206,6 +206,36 @@ def parse_node_info(text: str) -> dict[str, Any]:
     }
 
 
+_REPLICATION_RE = re.compile(
+    r"CREATE\s+KEYSPACE\s+(?:IF\s+NOT\s+EXISTS\s+)?\S+\s+WITH\s+replication\s*=\s*(\{[^}]*\})", re.IGNORECASE
+)
+
+
+def replication_of(cql: str) -> dict[str, str]:
+    """The replication map of the ``CREATE KEYSPACE`` in ``cql`` (``{}`` if there is none)."""
+    match = _REPLICATION_RE.search(cql)
+    return dict(re.findall(r"'([^']+)'\s*:\s*'([^']*)'", match.group(1))) if match else {}
+
+
+def partial_replicas(replication: dict[str, str], nodes_per_dc: Counter[str]) -> str:
+    """Why not every node holds all of a keyspace's data (``""`` when each does: replication >= node count).
+
+    Only then is a pod's snapshot whole on a node with other tokens than the backed-up pod's.
+    """
+    strategy = replication.get("class", "").rsplit(".", 1)[-1]
+
+    def factor(value: str | None) -> int:
+        return int((value or "0").split("/")[0] or 0)  # '3/1': 3 replicas, 1 of them transient
+
+    if strategy == "SimpleStrategy":
+        rf, nodes = factor(replication.get("replication_factor")), sum(nodes_per_dc.values())
+        return "" if rf >= nodes else f"replication_factor {rf} < {nodes} nodes"
+    if strategy == "NetworkTopologyStrategy":
+        short = {dc: (factor(replication.get(dc)), n) for dc, n in sorted(nodes_per_dc.items())}
+        return ", ".join(f"{dc}: {rf} < {n} nodes" for dc, (rf, n) in short.items() if rf < n)
+    return f"replication class {strategy or 'unknown'}"
+
+
 def tokens_digest(tokens: list[str]) -> str:
     """Short stable digest of a node's token list."""
     return hashlib.sha256(",".join(tokens).encode()).hexdigest()[:16]
@@ -1172,15 +1202,19 @@ def restore(
     present = cluster.keyspaces_present(first)
     schema_plan: dict[str, str] = {}
     schema_texts: dict[str, str] = {}
+    replication: dict[str, dict[str, str]] = {}  # what each keyspace will have on the target
     for ks in keyspaces:
         record = manifest.object(details["schema"][ks]["object"])
         schema_texts[ks] = b"".join(iter_verified(catalog.store, catalog.object_key(manifest, record), record)).decode()
         if ks not in present:
             schema_plan[ks] = "create"
-        elif schema_hash(cluster.describe(first, ks)) == details["schema"][ks]["hash"]:
-            schema_plan[ks] = "same"
-        else:
-            schema_plan[ks] = "different"
+            replication[ks] = replication_of(schema_texts[ks])
+            continue
+        live = cluster.describe(first, ks)
+        replication[ks] = replication_of(live)
+        schema_plan[ks] = "same" if schema_hash(live) == details["schema"][ks]["hash"] else "different"
+    nodes_per_dc = Counter(i["dc"] for i in infos)
+    partial = {ks: why for ks in keyspaces if (why := partial_replicas(replication[ks], nodes_per_dc))}
     tables = {ks: sorted({t for pod in details["files"].values() for t in pod.get(ks, {})}) for ks in keyspaces}
     plan: dict[str, Any] = {
         "run_id": resolved,
@@ -1191,6 +1225,7 @@ def restore(
         "load": mode,
         "cassandra_version": version,
         "token_changes": token_changes,
+        "every_node_holds_all_data": not partial,
     }
     result: dict[str, Any] = {"tenant": tenant, "run_id": resolved, "plan": plan, "dry_run": not confirm}
     different = [ks for ks, state in schema_plan.items() if state == "different"]
@@ -1199,11 +1234,19 @@ def restore(
             f"the target schema of keyspace(s) {', '.join(different)} differs from the backup's",
             hint="restore needs the same schema; compare with the backup's schema/<ks>.cql or pass --force-schema",
         )
-    if token_changes and not allow_token_change:
+    if token_changes and partial and not allow_token_change:
         raise IntegrityError(
-            f"pod tokens differ from the backup for {', '.join(token_changes)}",
-            hint="per-pod SSTables only match the same token ranges; use --allow-token-change if every node "
-            "holds all data (replication factor = node count), else restore with sstableloader",
+            f"pod tokens differ from the backup for {', '.join(token_changes)}, and not every node holds all data "
+            f"of {'; '.join(f'{ks} ({why})' for ks, why in sorted(partial.items()))}: each pod's SSTables would "
+            "land on a node that does not own all of their token ranges",
+            hint="restore onto nodes started with the backup's tokens (initial_token from its tokenmap.json), or "
+            "raise the replication to the node count; --allow-token-change forces it",
+        )
+    if token_changes:
+        log.info(
+            "pod tokens differ from the backup; every node holds all data, so each pod's SSTables are whole there",
+            token_changes=token_changes,
+            forced=bool(partial),
         )
     if not confirm:
         log.info("plan only (pass --confirm to truncate and load)", plan=plan)

@@ -241,11 +241,12 @@ def world(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dr
         FakeElasticsearch(username=None, password=None, blobstore=blobs) as es_b,
     ):
         sites = []
-        for label, pg, rd, es in ((OLD, pg_a, redis_a, es_a), (NEW, pg_b, redis_b, es_b)):
+        for label, pg, rd, es, seed_of_tokens in ((OLD, pg_a, redis_a, es_a, 1), (NEW, pg_b, redis_b, es_b, 2)):
             kube = start_fake_kube(controller_delay=0.05)
             kubes.append(kube)
             kube.state.namespace("argo")
-            cass = FakeCassandra(tmp / f"cassandra-{label}", username=None, password=None)
+            # the new cluster's nodes have other tokens, as a newly started cluster always does
+            cass = FakeCassandra(tmp / f"cassandra-{label}", username=None, password=None, token_seed=seed_of_tokens)
             sites.append(Site(pg, rd, es, cass, kube, kube.kubeconfig(tmp / f"kubeconfig-{label}")))
         old, new = sites
         seed(old)

@@ -322,15 +322,45 @@ def test_pod_count_mismatch_is_refused(backed_up: BackedUp, tmp_path: Path) -> N
     assert not any(s.startswith(("CREATE", "TRUNCATE")) for s in target.cql_statements())
 
 
-def test_token_change_is_refused_unless_allowed(backed_up: BackedUp, tmp_path: Path) -> None:
+def test_token_change_is_restored_when_every_node_holds_all_data(backed_up: BackedUp, tmp_path: Path) -> None:
+    """A new cluster has other tokens (a DR's new cluster always does); with replication 3 on 3 nodes every
+    node holds all the data, so each pod's SSTables are whole there and the restore goes ahead by itself."""
     target = make_cluster(tmp_path / "dst", token_seed=2)
-    refused = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit")
-    assert refused.code == 3 and "tokens differ" in refused.error
-    assert target.state()["keyspaces"] == {}
-    allowed = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit", "--allow-token-change")
-    assert allowed.code == 0, allowed.stderr[-2000:]
+    plan = step(target, "restore", backed_up.store, "--keyspaces", "audit")
+    assert plan.code == 0, plan.stderr[-2000:]
+    assert len(plan.result["plan"]["token_changes"]) == 3 and plan.result["plan"]["every_node_holds_all_data"]
+    restored = step(target, "restore", backed_up.store, "--confirm", "--keyspaces", "audit")
+    assert restored.code == 0, restored.stderr[-2000:]
     keys = [(p, "audit", "log") for p in target.pod_names]
     assert holds(target, keys) == {key: contents(backed_up.files[key]) for key in keys}
+
+
+@pytest.mark.parametrize(
+    ("replication", "why"),
+    [
+        ("{'class': 'SimpleStrategy', 'replication_factor': '2'}", "replication_factor 2 < 3 nodes"),
+        ("{'class': 'NetworkTopologyStrategy', 'dc2': '3'}", "dc1: 0 < 3 nodes"),
+    ],
+)
+def test_token_change_is_refused_unless_allowed_when_nodes_hold_part_of_the_data(
+    tmp_path: Path, replication: str, why: str
+) -> None:
+    source = make_cluster(tmp_path / "src")
+    source.create_keyspace("audit", {"log": "id int PRIMARY KEY, line text"}, replication=replication)
+    source.write_sstables("audit", "log", generations=1, size=5_000)
+    files = {(p, "audit", "log"): source.files(p, "audit", "log") for p in source.pod_names}
+    store = f"file://{tmp_path / 'store'}"
+    backed_up = step(source, "backup", store, "--run-id", RUN, "--keyspaces", "audit")
+    assert backed_up.code == 0, backed_up.stderr[-2000:]
+    target = make_cluster(tmp_path / "dst", token_seed=2)
+    refused = step(target, "restore", store, "--confirm", "--keyspaces", "audit")
+    assert refused.code == 3 and "tokens differ" in refused.error and f"audit ({why})" in refused.error
+    assert "initial_token" in refused.error
+    assert target.state()["keyspaces"] == {}
+    allowed = step(target, "restore", store, "--confirm", "--keyspaces", "audit", "--allow-token-change")
+    assert allowed.code == 0, allowed.stderr[-2000:]
+    keys = [(p, "audit", "log") for p in target.pod_names]
+    assert holds(target, keys) == {key: contents(files[key]) for key in keys}
 
 
 def test_corrupted_object_exits_3_before_any_truncate(backed_up: BackedUp, tmp_path: Path) -> None:
