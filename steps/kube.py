@@ -398,6 +398,21 @@ def scale_down(
     return {**result, "recorded": recorded, "scaled": [w.ref for w in targets], "waited_s": waited, "dry_run": False}
 
 
+def recorded_replicas(
+    catalog: Catalog, operation: str, record_name: str, missing_ok: bool, what: str
+) -> dict[str, int] | None:
+    """The replicas ``scale-down`` recorded under ``operation`` (``None`` if none and ``missing_ok``; else exit 3)."""
+    stored = catalog.get_state(operation, record_name)
+    if stored is None:
+        if missing_ok:
+            return None
+        raise IntegrityError(
+            f"operation {operation} has no {record_name} record in {catalog.store.url}",
+            hint=f"{what} what scale-down recorded; check --operation and --record",
+        )
+    return {str(k): int(v) for k, v in (stored.get("workloads") or {}).items()}
+
+
 @action(cli, "scale-up")
 @kube_options
 @catalog_options
@@ -437,17 +452,11 @@ def scale_up(
         get_logger().info(f"operation recorded {unless_recorded}; not scaling up", operation=operation)
         write_output("replicas", {})
         return {"operation": operation, "record": record_name, "replicas": {}, "scaled_up": False}
-    stored = catalog.get_state(operation, record_name)
-    if stored is None and missing_ok:
+    recorded = recorded_replicas(catalog, operation, record_name, missing_ok, "scale-up only restores")
+    if recorded is None:
         get_logger().info("nothing was scaled down under this operation; nothing to scale up", operation=operation)
         write_output("replicas", {})
         return {"operation": operation, "record": record_name, "replicas": {}, "scaled_up": False}
-    if stored is None:
-        raise IntegrityError(
-            f"operation {operation} has no {record_name} record in {catalog.store.url}",
-            hint="scale-up only restores what scale-down recorded; check --operation and --record",
-        )
-    recorded: dict[str, int] = {str(k): int(v) for k, v in (stored.get("workloads") or {}).items()}
     targets = parse_workloads(workloads) if workloads else parse_workloads(",".join(recorded))
     unknown = sorted(w.ref for w in targets if w.ref not in recorded)
     if unknown:
@@ -495,16 +504,11 @@ def verify(
 ) -> dict[str, Any]:
     """Check that every workload the operation's scale-down recorded is still at 0 replicas (exit 3 otherwise)."""
     record_name = f"replicas-{record}"
-    stored = catalog.get_state(operation, record_name)
-    if stored is None:
-        if missing_ok:
-            get_logger().info("nothing was scaled down under this operation; nothing to check", operation=operation)
-            return {"operation": operation, "record": record_name, "checked": []}
-        raise IntegrityError(
-            f"operation {operation} has no {record_name} record in {catalog.store.url}",
-            hint="verify checks what scale-down recorded; check --operation and --record",
-        )
-    targets = parse_workloads(",".join(str(ref) for ref in stored.get("workloads") or {}))
+    recorded = recorded_replicas(catalog, operation, record_name, missing_ok, "verify checks")
+    if recorded is None:
+        get_logger().info("nothing was scaled down under this operation; nothing to check", operation=operation)
+        return {"operation": operation, "record": record_name, "checked": []}
+    targets = parse_workloads(",".join(recorded))
     scales = _read_scales(Cluster(kubeconfig, kube_context), targets)
     running = {w.ref: int(s["spec"].get("replicas") or 0) for w, s in scales.items()}
     running = {ref: n for ref, n in running.items() if n}
